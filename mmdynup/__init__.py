@@ -1,0 +1,16 @@
+"""mmdynup: dynamic feature upsamplers (CARAFE, FADE, SAPA, DySample) for OpenMMLab."""
+import importlib.util
+
+from .version import __version__
+from .registry import MODELS
+from . import upsamplers  # noqa: F401  (registers every upsampler)
+from .api import build_upsampler, list_upsamplers
+from . import converters  # noqa: F401
+
+# Host adapters load only when their host is installed; their own import errors still surface.
+if importlib.util.find_spec('mmseg') is not None:
+    from . import seg  # noqa: F401
+if importlib.util.find_spec('mmdet') is not None:
+    from . import det  # noqa: F401
+
+__all__ = ['__version__', 'MODELS', 'build_upsampler', 'list_upsamplers', 'converters']

@@ -1,0 +1,1 @@
+"""Backbones: the deeper plain ViTs of MIRL."""

@@ -1,0 +1,108 @@
+"""``build_from_official``: the authors' operator modules -> mmdynup modules.
+
+Each source (one per ``official`` string, as in ``shared/reference``) is a pure function
+``(kwargs, state_dict) -> OfficialConversion`` registered with :func:`register_official` in the
+converter file of its family. A conversion maps the official constructor arguments to ours, renames
+the state_dict keys (an ordered table that reads like a diff of the two layouts), loads strictly,
+and records how to map names back (parameter names, forward-argument roles) so that tests can
+compare gradients under the official names.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Mapping, Sequence, Tuple
+
+from torch import Tensor, nn
+
+
+@dataclass
+class OfficialConversion:
+    """Result of converting one official module.
+
+    Attributes:
+        module: our module, loaded, in our calling convention ``module(x, guide=None)``.
+        official_names: our parameter/buffer name -> the official key.
+        input_roles: official forward argument name -> ``'x'`` (low-res input) or ``'guide'``.
+    """
+
+    module: nn.Module
+    official_names: Dict[str, str]
+    input_roles: Dict[str, str] = field(default_factory=lambda: {'x': 'x'})
+
+
+ConverterFn = Callable[[dict, Mapping[str, Tensor]], OfficialConversion]
+_SOURCES: Dict[str, ConverterFn] = {}
+
+
+def register_official(*officials: str) -> Callable[[ConverterFn], ConverterFn]:
+    """Register a converter for one or more ``official`` strings."""
+    def decorator(function: ConverterFn) -> ConverterFn:
+        for official in officials:
+            if official in _SOURCES:
+                raise KeyError(f'a converter for {official!r} is already registered')
+            _SOURCES[official] = function
+        return function
+    return decorator
+
+
+def official_sources() -> Tuple[str, ...]:
+    _load_families()
+    return tuple(sorted(_SOURCES))
+
+
+def rename_keys(state_dict: Mapping[str, Tensor],
+                renames: Sequence[Tuple[str, str]]) -> Tuple[Dict[str, Tensor], Dict[str, str]]:
+    """Apply ordered ``(official_prefix, our_prefix)`` renames; the first match wins.
+
+    Keys that match no rule keep their name. Returns the renamed dict and ``ours -> official``.
+    """
+    renamed, official_names = {}, {}
+    for key, value in state_dict.items():
+        new_key = key
+        for old, new in renames:
+            if key == old or key.startswith(old + '.'):
+                new_key = new + key[len(old):]
+                break
+        if new_key in renamed:
+            raise KeyError(f'two official keys map to {new_key!r}; check the rename table')
+        renamed[new_key] = value
+        official_names[new_key] = key
+    return renamed, official_names
+
+
+def load_converted(module: nn.Module, state_dict: Mapping[str, Tensor], official: str) -> None:
+    """Strict load with an error that names what is missing or unexpected, and the source."""
+    result = module.load_state_dict(dict(state_dict), strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise ValueError(
+            f'the state_dict does not fit a {official!r} module built from these kwargs: '
+            f'missing {sorted(result.missing_keys)}, unexpected {sorted(result.unexpected_keys)}; '
+            f'check that the checkpoint comes from {official!r} and that kwargs match it')
+
+
+def convert_official(official: str, kwargs: dict,
+                     state_dict: Mapping[str, Tensor]) -> OfficialConversion:
+    """Convert and return the module with its name maps (see :class:`OfficialConversion`)."""
+    _load_families()
+    if official not in _SOURCES:
+        raise KeyError(f'no converter for official={official!r}; known: {sorted(_SOURCES)}')
+    return _SOURCES[official](dict(kwargs), state_dict)
+
+
+def build_from_official(official: str, kwargs: dict, state_dict: Mapping[str, Tensor]) -> nn.Module:
+    """Our equivalent of an official operator module, loaded with its (renamed) state_dict.
+
+    Args:
+        official: the official class, e.g. ``'dysample.DySample'`` (a reference file's field).
+        kwargs: the official constructor arguments.
+        state_dict: the official module's parameters and buffers under official key names.
+
+    Returns:
+        The mmdynup module, called as ``module(x, guide)`` (low-resolution input first).
+    """
+    return convert_official(official, kwargs, state_dict).module
+
+
+def _load_families() -> None:
+    # The family converters register themselves on import.
+    from . import operators  # noqa: F401

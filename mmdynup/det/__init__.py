@@ -1,0 +1,1 @@
+"""MMDetection adapters: FPN necks whose top-down path takes any upsampler."""

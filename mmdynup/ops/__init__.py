@@ -1,0 +1,1 @@
+"""Stateless primitives shared by the upsamplers, each with a plain-PyTorch reference."""

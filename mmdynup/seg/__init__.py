@@ -1,0 +1,1 @@
+"""MMSegmentation adapters: decode heads whose upsampling steps take any upsampler."""

@@ -1,0 +1,200 @@
+"""The calling convention every mmdynup upsampler follows, and its input checks.
+
+Convention (all upsamplers, so that no head or neck branches on the upsampler type):
+
+* constructor: ``(in_channels, scale_factor=2, guide_channels=None, **paper_arguments)``;
+  ``guide_channels`` defaults to ``in_channels`` for guided operators and is ignored by the others;
+* ``forward(x, guide=None, size=None)``: ``x`` is the low-resolution feature (B, C, H, W),
+  ``guide`` the high-resolution feature (B, C_g, oH, oW) that guided operators need, and ``size``
+  an optional output size ``(oH, oW)`` with ``oH <= s * H`` and ``oW <= s * W``;
+* output: (B, C_out, oH, oW), ``(oH, oW) = size`` if given, else the guide's size if a guide is
+  given, else ``(s * H, s * W)``.
+
+Semantics of a size smaller than ``s x`` the input (odd FPN levels such as 25 x 19 under
+13 x 10): learned upsamplers compute the ``s x`` output and keep its top-left ``(oH, oW)`` window,
+so high-resolution pixel (i, j) always belongs to low-resolution pixel (i // s, j // s), the
+convention of stride-s convolutions with ``ceil`` output sizes. The interpolation baselines
+instead resample to exactly ``size`` (``F.interpolate(size=...)``), as mmseg's ``UPerHead`` and
+mmdet's ``FPN`` do, so that a head with a bilinear / nearest upsampler equals the upstream one.
+Unguided upsamplers accept a ``guide`` and use only its spatial size.
+"""
+from __future__ import annotations
+
+import numbers
+from typing import ClassVar, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+
+SizeLike = Union[int, Sequence[int], torch.Size]
+
+
+def check_positive_int(name: str, value, minimum: int = 1) -> int:
+    """Return ``value`` as an int >= ``minimum`` or raise an error naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise TypeError(f'{name} must be an integer >= {minimum}, got {value!r} '
+                            f'({type(value).__name__})')
+    value = int(value)
+    if value < minimum:
+        raise ValueError(f'{name} must be an integer >= {minimum}, got {value}')
+    return value
+
+
+def check_scale_factor(scale_factor) -> int:
+    """Integer scale factors >= 2 only (every operator here upsamples by an integer s)."""
+    if isinstance(scale_factor, (tuple, list)):
+        if len(set(scale_factor)) != 1:
+            raise ValueError(f'scale_factor must be one integer >= 2 (the same for height and '
+                             f'width), got {scale_factor!r}')
+        scale_factor = scale_factor[0]
+    if isinstance(scale_factor, float) and not scale_factor.is_integer():
+        raise ValueError(f'scale_factor must be an integer >= 2, got {scale_factor!r}; '
+                         f'use an integer scale such as 2 or 4')
+    return check_positive_int('scale_factor', scale_factor, minimum=2)
+
+
+def check_odd_kernel(name: str, value) -> int:
+    """Kernel sizes must be odd so that the window is centred on the parent pixel."""
+    value = check_positive_int(name, value)
+    if value % 2 == 0:
+        raise ValueError(f'{name} must be an odd integer (the window is centred on the '
+                         f'low-resolution pixel), got {value}; use {value - 1} or {value + 1}')
+    return value
+
+
+def check_divisible(name: str, value: int, divisor: int, divisor_name: str) -> None:
+    if value % divisor != 0:
+        raise ValueError(f'{name}={value} must be divisible by {divisor_name}={divisor}')
+
+
+def check_feature(name: str, tensor, channels: Optional[int] = None,
+                  channels_name: str = 'in_channels') -> Tensor:
+    """Check that ``tensor`` is a floating (B, C, H, W) tensor with ``channels`` channels."""
+    if not isinstance(tensor, Tensor):
+        raise TypeError(f'{name} must be a torch.Tensor of shape (B, C, H, W), '
+                        f'got {type(tensor).__name__}')
+    if tensor.dim() != 4:
+        raise ValueError(f'{name} must be 4-D (B, C, H, W), got shape {tuple(tensor.shape)} '
+                         f'({tensor.dim()}-D); add or remove dimensions before upsampling')
+    if not tensor.is_floating_point():
+        raise TypeError(f'{name} must be a floating-point tensor, got dtype {tensor.dtype}; '
+                        f'convert it with {name}.float()')
+    if channels is not None and tensor.shape[1] != channels:
+        raise ValueError(f'{name} has {tensor.shape[1]} channels but the upsampler was built with '
+                         f'{channels_name}={channels}; build it with {channels_name}='
+                         f'{tensor.shape[1]} or feed a {channels}-channel tensor')
+    return tensor
+
+
+def normalise_size(size: SizeLike) -> Tuple[int, int]:
+    if isinstance(size, numbers.Integral) and not isinstance(size, bool):
+        return int(size), int(size)
+    try:
+        height, width = (int(v) for v in size)
+    except (TypeError, ValueError):
+        raise ValueError(f'size must be an int or a pair (height, width), got {size!r}') from None
+    return height, width
+
+
+class Upsampler(nn.Module):
+    """Base class: argument checks shared by every upsampler.
+
+    Subclasses set ``requires_guide`` and implement ``upsample(x, guide, size)`` where ``size`` is
+    already resolved to ``(oH, oW)`` and ``guide`` (guided operators) is checked to have it.
+
+    Args:
+        in_channels: channels C of the low-resolution input ``x``.
+        scale_factor: integer upsampling ratio s >= 2.
+        guide_channels: channels of the high-resolution guide (guided operators only; defaults to
+            ``in_channels``; ignored by unguided operators so that one config fits all).
+    """
+
+    requires_guide: ClassVar[bool] = False
+
+    def __init__(self, in_channels: int, scale_factor: int = 2,
+                 guide_channels: Optional[int] = None) -> None:
+        super().__init__()
+        self.in_channels = check_positive_int('in_channels', in_channels)
+        self.scale_factor = check_scale_factor(scale_factor)
+        if self.requires_guide:
+            self.guide_channels = check_positive_int(
+                'guide_channels', in_channels if guide_channels is None else guide_channels)
+        else:
+            self.guide_channels = None
+
+    @property
+    def out_channels(self) -> int:
+        return self.in_channels
+
+    def extra_repr(self) -> str:
+        text = f'in_channels={self.in_channels}, scale_factor={self.scale_factor}'
+        if self.requires_guide:
+            text += f', guide_channels={self.guide_channels}'
+        return text
+
+    def forward(self, x: Tensor, guide: Optional[Tensor] = None,
+                size: Optional[SizeLike] = None) -> Tensor:
+        """Upsample ``x`` (B, C, H, W) to (B, C_out, oH, oW); see the module docstring."""
+        size = self.check_inputs(x, guide, size)
+        return self.upsample(x, guide, size)
+
+    def upsample(self, x: Tensor, guide: Optional[Tensor], size: Tuple[int, int]) -> Tensor:
+        raise NotImplementedError(f'{type(self).__name__} must implement upsample()')
+
+    # -- checks -------------------------------------------------------------------------------
+    def check_inputs(self, x: Tensor, guide: Optional[Tensor],
+                     size: Optional[SizeLike]) -> Tuple[int, int]:
+        """Validate ``x``, ``guide`` and ``size``; return the output size ``(oH, oW)``."""
+        name = type(self).__name__
+        check_feature('x', x, self.in_channels)
+        self._check_parameters_match(x)
+        if guide is None and self.requires_guide:
+            raise ValueError(f'{name} is a guided upsampler: call it as up(x, guide) with the '
+                             f'high-resolution guide feature (B, {self.guide_channels}, oH, oW); '
+                             f'got guide=None')
+        if guide is not None:
+            check_feature('guide', guide, self.guide_channels if self.requires_guide else None,
+                          'guide_channels')
+            if guide.device != x.device:
+                raise ValueError(f'x is on {x.device} but guide is on {guide.device}; move both '
+                                 f'to the same device')
+            if guide.dtype != x.dtype:
+                raise TypeError(f'x has dtype {x.dtype} but guide has dtype {guide.dtype}; cast '
+                                f'both to the same dtype')
+            if guide.shape[0] != x.shape[0]:
+                raise ValueError(f'x has batch size {x.shape[0]} but guide has {guide.shape[0]}')
+        height, width = x.shape[-2:]
+        s = self.scale_factor
+        if size is None:
+            size = tuple(guide.shape[-2:]) if guide is not None else (s * height, s * width)
+        size = normalise_size(size)
+        if not (1 <= size[0] <= s * height and 1 <= size[1] <= s * width):
+            raise ValueError(f'size={size} is not reachable from an input of {height}x{width} at '
+                             f'scale_factor={s}: each side must be between 1 and '
+                             f'{s} x the input ({s * height}x{s * width})')
+        if guide is not None and tuple(guide.shape[-2:]) != size:
+            raise ValueError(f'guide has spatial size {tuple(guide.shape[-2:])} but the output '
+                             f'size is {size}; pass a guide of the output size (or size=None)')
+        return size
+
+    def _check_parameters_match(self, x: Tensor) -> None:
+        parameter = next(self.parameters(), None)
+        if parameter is None:
+            return
+        if parameter.device != x.device:
+            raise ValueError(f'x is on {x.device} but {type(self).__name__} parameters are on '
+                             f'{parameter.device}; call .to({x.device}) on the module or move x')
+        if (parameter.dtype != x.dtype and not torch.is_autocast_enabled(x.device.type)):
+            raise TypeError(f'x has dtype {x.dtype} but {type(self).__name__} parameters have '
+                            f'dtype {parameter.dtype}; cast the module (.to({x.dtype})), cast x, '
+                            f'or run under torch.autocast')
+
+
+def crop_to(tensor: Tensor, size: Tuple[int, int]) -> Tensor:
+    """Keep the top-left ``size`` window of a (..., H, W) tensor (no copy when it already fits)."""
+    if tuple(tensor.shape[-2:]) == tuple(size):
+        return tensor
+    return tensor[..., :size[0], :size[1]]

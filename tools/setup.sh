@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Idempotent set-up of mmdynup's environment in .venv at the repository root.
+#
+#   bash tools/setup.sh            # create / complete .venv (a second run takes well under 2 min)
+#
+# Versions come from pyproject.toml (the one place they are pinned). mmcv's compiled ops are
+# built once from the PyPI sdist and the wheel is cached outside the repository in
+# $MMDYNUP_WHEEL_CACHE (default ~/.cache/mmdynup/wheels), keyed by mmcv, torch and Python versions.
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$REPO_ROOT/.venv"
+PYTHON_BIN="${PYTHON:-python3}"
+WHEEL_CACHE="${MMDYNUP_WHEEL_CACHE:-$HOME/.cache/mmdynup/wheels}"
+MIN_FREE_GB="${MMDYNUP_MIN_FREE_GB:-6}"
+STAMP="$VENV/.mmdynup-setup-stamp"
+started=$(date +%s)
+
+say() { printf '[setup %4ss] %s\n' "$(( $(date +%s) - started ))" "$*"; }
+die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# --- preconditions --------------------------------------------------------------------------
+command -v "$PYTHON_BIN" >/dev/null || die "$PYTHON_BIN not found; install Python >= 3.10 or set PYTHON=/path/to/python3"
+"$PYTHON_BIN" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+  || die "Python >= 3.10 is required, found $("$PYTHON_BIN" -V 2>&1); set PYTHON=/path/to/python3.10+"
+free_gb=$(df -Pk "$REPO_ROOT" | awk 'NR==2 {print int($4 / 1048576)}')
+[ "$free_gb" -ge "$MIN_FREE_GB" ] \
+  || die "only ${free_gb} GB free on the disk holding $REPO_ROOT; need ${MIN_FREE_GB} GB (venv + mmcv build)"
+
+# Versions pinned in pyproject.toml.
+read_pin() {  # read_pin <package> -> version pinned in [project].dependencies
+  "$PYTHON_BIN" - "$REPO_ROOT/pyproject.toml" "$1" <<'EOF'
+import re, sys
+text = open(sys.argv[1]).read()
+match = re.search(r'"' + re.escape(sys.argv[2]) + r'==([^"]+)"', text)
+sys.exit(f'{sys.argv[2]} is not pinned with == in pyproject.toml') if not match else print(match.group(1))
+EOF
+}
+read_build_requires() {
+  "$PYTHON_BIN" - "$REPO_ROOT/pyproject.toml" <<'EOF'
+import re, sys
+text = open(sys.argv[1]).read()
+block = re.search(r'\[tool\.mmdynup\.build\]\s*(?:#[^\n]*\n)*\s*requires\s*=\s*\[([^\]]*)\]', text)
+print(' '.join(re.findall(r'"([^"]+)"', block.group(1))))
+EOF
+}
+TORCH_VERSION=$(read_pin torch)
+MMCV_VERSION=$(read_pin mmcv)
+BUILD_REQUIRES=$(read_build_requires)
+
+# The local CPU wheel of torch, where the machine has one, so pip never resolves a CUDA build.
+PIP_ARGS=(--disable-pip-version-check)
+for links in /opt/wheels ${MMDYNUP_FIND_LINKS:-}; do
+  [ -d "$links" ] && PIP_ARGS+=(--find-links "$links")
+done
+
+# --- fast path: nothing changed since the last complete run -----------------------------------
+fingerprint=$(cat "$REPO_ROOT/pyproject.toml" "$0" | sha256sum | cut -c1-16)
+if [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$fingerprint" ] \
+   && "$VENV/bin/python" -c 'import mmdynup, mmcv.ops, mmseg, mmdet' 2>/dev/null; then
+  say "environment is up to date ($VENV)"
+  exit 0
+fi
+
+# --- virtual environment ---------------------------------------------------------------------
+if [ ! -x "$VENV/bin/python" ]; then
+  say "creating $VENV with $("$PYTHON_BIN" -V 2>&1)"
+  "$PYTHON_BIN" -m venv "$VENV"
+fi
+PY="$VENV/bin/python"
+PIP=("$PY" -m pip "${PIP_ARGS[@]}")
+say "installing build tools: pip, $BUILD_REQUIRES"
+"${PIP[@]}" install -q --upgrade pip
+# shellcheck disable=SC2086
+"${PIP[@]}" install -q $BUILD_REQUIRES
+
+say "installing torch==$TORCH_VERSION (CPU wheel)"
+"${PIP[@]}" install -q "torch==$TORCH_VERSION"
+"$PY" -c "import torch; assert torch.__version__.split('+')[0] == '$TORCH_VERSION', torch.__version__" \
+  || die "torch $TORCH_VERSION did not install; found $("$PY" -c 'import torch; print(torch.__version__)' 2>&1)"
+
+say "installing mmengine and numpy (needed to build mmcv)"
+"${PIP[@]}" install -q "mmengine==$(read_pin mmengine)" "numpy==$(read_pin numpy)" \
+  "opencv-python==$(read_pin opencv-python)"
+
+# --- mmcv with compiled ops, built once and cached ---------------------------------------------
+py_tag=$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
+cache_dir="$WHEEL_CACHE/mmcv-$MMCV_VERSION-torch-$TORCH_VERSION-$py_tag"
+mkdir -p "$cache_dir"
+if "$PY" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$MMCV_VERSION'" 2>/dev/null; then
+  say "mmcv $MMCV_VERSION with ops already installed"
+else
+  wheel=$(ls "$cache_dir"/mmcv-"$MMCV_VERSION"-*.whl 2>/dev/null | head -n1 || true)
+  if [ -z "$wheel" ]; then
+    build_dir="$cache_dir/build"
+    log="$cache_dir/build.log"
+    rm -rf "$build_dir" && mkdir -p "$build_dir"
+    jobs=$(nproc 2>/dev/null || echo 2)
+    say "building mmcv $MMCV_VERSION with ops from the PyPI sdist (MAX_JOBS=$jobs; ~10-45 min on 2 cores); log: $log"
+    build_start=$(date +%s)
+    if ! (
+      set -e
+      cd "$build_dir"
+      "${PIP[@]}" download -q --no-deps --no-binary :all: --no-build-isolation \
+        "mmcv==$MMCV_VERSION" -d .
+      MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS="$jobs" \
+        "${PIP[@]}" wheel --no-build-isolation --no-deps -v ./mmcv-"$MMCV_VERSION".tar.gz -w "$build_dir/dist"
+    ) >"$log" 2>&1; then
+      echo "----- last 40 lines of $log -----" >&2
+      tail -n 40 "$log" >&2
+      die "the mmcv $MMCV_VERSION build failed (full log: $log). Needs gcc/g++ and the Python headers."
+    fi
+    built=$(ls "$build_dir"/dist/mmcv-"$MMCV_VERSION"-*.whl | head -n1)
+    mv "$built" "$cache_dir/"
+    rm -rf "$build_dir"
+    wheel="$cache_dir/$(basename "$built")"
+    say "mmcv built in $(( $(date +%s) - build_start )) s; cached at $wheel"
+  else
+    say "reusing cached mmcv wheel $wheel"
+  fi
+  "${PIP[@]}" install -q --no-deps "$wheel"
+fi
+
+# --- the rest, pinned by pyproject.toml ---------------------------------------------------------
+say "installing mmsegmentation, mmdet, mmdynup (-e .[test]) and their pinned dependencies"
+"${PIP[@]}" install -q -e "$REPO_ROOT[test]"
+"$PY" -c 'import mmdynup, mmcv.ops, mmseg, mmdet' \
+  || die "the environment does not import (mmdynup, mmcv.ops, mmseg, mmdet); see the errors above"
+echo "$fingerprint" > "$STAMP"
+say "done: $VENV ($("$PY" -c 'import torch, mmcv, mmseg, mmdet; print(f"torch {torch.__version__}, mmcv {mmcv.__version__}, mmseg {mmseg.__version__}, mmdet {mmdet.__version__}")'))"
