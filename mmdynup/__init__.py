@@ -6,6 +6,11 @@ from .registry import MODELS
 from . import upsamplers  # noqa: F401  (registers every upsampler)
 from .api import build_upsampler, list_upsamplers
 from . import converters  # noqa: F401
+from . import optim  # noqa: F401  (registers CPUAutocastOptimWrapper)
+from .engine import allow_mmengine_checkpoints
+
+# torch >= 2.6 loads with weights_only=True: allow exactly what mmengine checkpoints hold.
+allow_mmengine_checkpoints()
 
 # Host adapters load only when their host is installed; their own import errors still surface.
 if importlib.util.find_spec('mmseg') is not None:
