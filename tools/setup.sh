@@ -68,19 +68,19 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON_BIN" -m venv "$VENV"
 fi
 PY="$VENV/bin/python"
-PIP=("$PY" -m pip "${PIP_ARGS[@]}")
+pip_run() { local command=$1; shift; "$PY" -m pip "$command" "${PIP_ARGS[@]}" "$@"; }
 say "installing build tools: pip, $BUILD_REQUIRES"
-"${PIP[@]}" install -q --upgrade pip
+pip_run install -q --upgrade pip
 # shellcheck disable=SC2086
-"${PIP[@]}" install -q $BUILD_REQUIRES
+pip_run install -q $BUILD_REQUIRES
 
 say "installing torch==$TORCH_VERSION (CPU wheel)"
-"${PIP[@]}" install -q "torch==$TORCH_VERSION"
+pip_run install -q "torch==$TORCH_VERSION"
 "$PY" -c "import torch; assert torch.__version__.split('+')[0] == '$TORCH_VERSION', torch.__version__" \
   || die "torch $TORCH_VERSION did not install; found $("$PY" -c 'import torch; print(torch.__version__)' 2>&1)"
 
 say "installing mmengine and numpy (needed to build mmcv)"
-"${PIP[@]}" install -q "mmengine==$(read_pin mmengine)" "numpy==$(read_pin numpy)" \
+pip_run install -q "mmengine==$(read_pin mmengine)" "numpy==$(read_pin numpy)" \
   "opencv-python==$(read_pin opencv-python)"
 
 # --- mmcv with compiled ops, built once and cached ---------------------------------------------
@@ -101,10 +101,10 @@ else
     if ! (
       set -e
       cd "$build_dir"
-      "${PIP[@]}" download -q --no-deps --no-binary :all: --no-build-isolation \
+      pip_run download -q --no-deps --no-binary :all: --no-build-isolation \
         "mmcv==$MMCV_VERSION" -d .
       MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS="$jobs" \
-        "${PIP[@]}" wheel --no-build-isolation --no-deps -v ./mmcv-"$MMCV_VERSION".tar.gz -w "$build_dir/dist"
+        pip_run wheel --no-build-isolation --no-deps -v ./mmcv-"$MMCV_VERSION".tar.gz -w "$build_dir/dist"
     ) >"$log" 2>&1; then
       echo "----- last 40 lines of $log -----" >&2
       tail -n 40 "$log" >&2
@@ -118,12 +118,12 @@ else
   else
     say "reusing cached mmcv wheel $wheel"
   fi
-  "${PIP[@]}" install -q --no-deps "$wheel"
+  pip_run install -q --no-deps "$wheel"
 fi
 
 # --- the rest, pinned by pyproject.toml ---------------------------------------------------------
 say "installing mmsegmentation, mmdet, mmdynup (-e .[test]) and their pinned dependencies"
-"${PIP[@]}" install -q -e "$REPO_ROOT[test]"
+pip_run install -q -e "$REPO_ROOT[test]"
 "$PY" -c 'import mmdynup, mmcv.ops, mmseg, mmdet' \
   || die "the environment does not import (mmdynup, mmcv.ops, mmseg, mmdet); see the errors above"
 echo "$fingerprint" > "$STAMP"

@@ -10,7 +10,7 @@ compare gradients under the official names.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Mapping, Sequence, Tuple
+from typing import Callable, Dict, Mapping, Sequence, Tuple, Union
 
 from torch import Tensor, nn
 
@@ -80,20 +80,37 @@ def load_converted(module: nn.Module, state_dict: Mapping[str, Tensor], official
             f'check that the checkpoint comes from {official!r} and that kwargs match it')
 
 
-def convert_official(official: str, kwargs: dict,
+def source_key(official: Union[str, Mapping]) -> str:
+    """The registry key of an ``official`` field: the string itself for operator records; the
+    class name for integration records, whose ``official`` is a dict (repo, commit, file, cls)."""
+    if isinstance(official, Mapping):
+        if 'cls' not in official:
+            raise KeyError(f'official={dict(official)!r} has no "cls" entry naming the class')
+        return str(official['cls'])
+    if not isinstance(official, str):
+        raise TypeError(f'official must be a string or a dict with "cls", got '
+                        f'{type(official).__name__}')
+    return official
+
+
+def convert_official(official: Union[str, Mapping], kwargs: dict,
                      state_dict: Mapping[str, Tensor]) -> OfficialConversion:
     """Convert and return the module with its name maps (see :class:`OfficialConversion`)."""
     _load_families()
-    if official not in _SOURCES:
+    key = source_key(official)
+    if key not in _SOURCES:
         raise KeyError(f'no converter for official={official!r}; known: {sorted(_SOURCES)}')
-    return _SOURCES[official](dict(kwargs), state_dict)
+    return _SOURCES[key](dict(kwargs), state_dict)
 
 
-def build_from_official(official: str, kwargs: dict, state_dict: Mapping[str, Tensor]) -> nn.Module:
+def build_from_official(official: Union[str, Mapping], kwargs: dict,
+                        state_dict: Mapping[str, Tensor]) -> nn.Module:
     """Our equivalent of an official operator module, loaded with its (renamed) state_dict.
 
     Args:
-        official: the official class, e.g. ``'dysample.DySample'`` (a reference file's field).
+        official: the official class, e.g. ``'dysample.DySample'`` (a reference file's field),
+            or for the authors' seg/det forks a dict with ``cls`` (``'UPerHead_Upsample'``,
+            ``'FPN_UPSAMPLE'``).
         kwargs: the official constructor arguments.
         state_dict: the official module's parameters and buffers under official key names.
 
@@ -104,5 +121,11 @@ def build_from_official(official: str, kwargs: dict, state_dict: Mapping[str, Te
 
 
 def _load_families() -> None:
-    # The family converters register themselves on import.
+    # The converters register themselves on import; the fork ones need their host installed.
+    import importlib.util
+
     from . import operators  # noqa: F401
+    if importlib.util.find_spec('mmseg') is not None:
+        from . import segmentation_fork  # noqa: F401
+    if importlib.util.find_spec('mmdet') is not None:
+        from . import detection_fork  # noqa: F401
