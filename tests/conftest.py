@@ -7,6 +7,9 @@ import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# One intra-op thread: deterministic reductions and no oversubscription on small CI machines.
+torch.set_num_threads(1)
+
 
 def reference_dir() -> Path:
     """``shared/reference`` beside the repository, or ``$MMDYNUP_REFERENCE_DIR``."""

@@ -71,7 +71,14 @@ def rename_keys(state_dict: Mapping[str, Tensor],
 
 
 def load_converted(module: nn.Module, state_dict: Mapping[str, Tensor], official: str) -> None:
-    """Strict load with an error that names what is missing or unexpected, and the source."""
+    """Strict load with an error that names what is missing or unexpected, and the source.
+
+    A state_dict of one floating dtype (float64 reference files) moves the module to that dtype
+    first, so that loading never rounds the weights.
+    """
+    dtypes = {t.dtype for t in state_dict.values() if t.is_floating_point()}
+    if len(dtypes) == 1:
+        module.to(dtypes.pop())
     result = module.load_state_dict(dict(state_dict), strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise ValueError(

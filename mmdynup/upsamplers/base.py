@@ -168,13 +168,15 @@ class Upsampler(nn.Module):
                 raise ValueError(f'x has batch size {x.shape[0]} but guide has {guide.shape[0]}')
         height, width = x.shape[-2:]
         s = self.scale_factor
+        source = 'size'
         if size is None:
+            source = 'guide size' if guide is not None else 'size'
             size = tuple(guide.shape[-2:]) if guide is not None else (s * height, s * width)
         size = normalise_size(size)
         if not (1 <= size[0] <= s * height and 1 <= size[1] <= s * width):
-            raise ValueError(f'size={size} is not reachable from an input of {height}x{width} at '
-                             f'scale_factor={s}: each side must be between 1 and '
-                             f'{s} x the input ({s * height}x{s * width})')
+            raise ValueError(f'{source}={size} is not reachable from an input x of '
+                             f'{height}x{width} at scale_factor={s}: each side must be between 1 '
+                             f'and {s} x the input ({s * height}x{s * width})')
         if guide is not None and tuple(guide.shape[-2:]) != size:
             raise ValueError(f'guide has spatial size {tuple(guide.shape[-2:])} but the output '
                              f'size is {size}; pass a guide of the output size (or size=None)')

@@ -1,0 +1,49 @@
+"""Converter for the authors' DySample operator (tiny-smart/dysample ``dysample.py``, class
+``DySample``) -> :class:`~mmdynup.upsamplers.dysample.DySample`.
+
+The authors' segmentation / detection forks carry the same class with ``scale_factor`` for
+``scale`` and a bias on the scope conv; both are accepted. The parameter layout is already ours
+(``offset``, ``scope``, buffer ``init_pos``), so the rename table is empty; ``init_pos`` is loaded,
+not recomputed (the integration checkpoints perturb it). The official forward is ``m(x)``.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+from torch import Tensor, nn
+
+from ..upsamplers.dysample import DySample
+from .official import OfficialConversion, load_converted, register_official, rename_keys
+
+OFFICIAL = 'dysample.DySample'
+# Official constructor argument -> ours; the forks renamed ``scale`` to ``scale_factor``.
+_ARGUMENTS = {'in_channels': 'in_channels', 'scale': 'scale_factor',
+              'scale_factor': 'scale_factor', 'style': 'style', 'groups': 'groups',
+              'dyscope': 'dyscope'}
+
+
+def to_state_dict_dtype(module: nn.Module, state_dict: Mapping[str, Tensor]) -> nn.Module:
+    """Cast ``module`` to the floating dtype of ``state_dict``: loading loses no precision."""
+    dtypes = {value.dtype for value in state_dict.values() if value.is_floating_point()}
+    if len(dtypes) > 1:
+        raise TypeError(f'state_dict mixes floating dtypes {sorted(map(str, dtypes))}; cast it to '
+                        f'one dtype first')
+    return module.to(dtypes.pop()) if dtypes else module
+
+
+@register_official(OFFICIAL)
+def convert_dysample(kwargs: dict, state_dict: Mapping[str, Tensor]) -> OfficialConversion:
+    """``DySample(in_channels, scale=2, style='lp', groups=4, dyscope=False)`` -> our DySample."""
+    unknown = sorted(set(kwargs) - set(_ARGUMENTS))
+    if unknown:
+        raise TypeError(f'{OFFICIAL} got unexpected arguments {unknown}; it accepts '
+                        f'{sorted(_ARGUMENTS)}')
+    if 'scale' in kwargs and 'scale_factor' in kwargs:
+        raise TypeError(f'{OFFICIAL}: pass scale or scale_factor, not both; got {kwargs}')
+    arguments = {_ARGUMENTS[name]: value for name, value in kwargs.items()}
+    # Only the forks' copy of the class gives the scope conv a bias.
+    arguments['scope_bias'] = 'scope.bias' in state_dict
+    module = to_state_dict_dtype(DySample(**arguments), state_dict)
+    renamed, official_names = rename_keys(state_dict, [])
+    load_converted(module, renamed, OFFICIAL)
+    return OfficialConversion(module, official_names, input_roles={'x': 'x'})

@@ -1,0 +1,269 @@
+"""FADE: Fusing the Assets of Decoder and Encoder (Lu et al., ECCV 2022; journal version IJCV 2024).
+
+FADE upsamples the low-resolution decoder feature ``x`` (the authors' ``de``) with CARAFE-style
+reassembly, but its k x k kernels come from both ``x`` and the high-resolution encoder feature
+``guide`` (``en``) through a *semi-shift convolution*, and a gate computed from ``x`` lets the
+encoder feature through where detail matters:
+
+    kernels = softmax_taps( conv3x3(compress_en(guide)) + nearest_up_s(conv3x3(compress_de(x))) )
+    output  = gate * guide + (1 - gate) * reassemble(x, kernels),
+    gate    = sigmoid(nearest_up_s(conv1x1(x)))
+
+with one 3x3 ``content_encoder`` shared by both branches (its bias is therefore added twice).
+
+Classes (authors' code: ``pytorch_implementation/FADE_L2H.py`` and ``FADE_H2L.py`` of
+poppinace/fade; the segmentation/detection forks' ``fade.py`` adds a ``gating`` flag):
+
+* :class:`FADE` - journal form (``FADE_L2H.FADE``); ``gating=False`` is the forks' default.
+* :class:`FADELite` - depth-wise content encoder (``FADE_L2H.FADELite``).
+* :class:`SemiShiftUp` - FADE without the gate (``FADE_L2H.SemiShiftUp``).
+* :class:`FADEECCV` - conference form (``FADE_H2L.FADE``): the encoder branch is a stride-2
+  convolution of the four-way padded encoder map, one pass per sub-pixel phase.
+
+All share the parameter layout ``gate_generator.conv`` and
+``ker_generator.{compressor_en, compressor_de, content_encoder}``.
+
+Output size (see :mod:`mmdynup.upsamplers.base`): the guide has the output size
+(oH, oW) <= (sH, sW); the encoder branch sees the guide as it is (zeros beyond its border), the
+decoder branch and the gate are the top-left (oH, oW) window of their s x nearest upsampling.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..ops.reassembly import parent_index, reassemble
+from ..registry import register_upsampler
+from .base import Upsampler, check_odd_kernel, check_positive_int, check_scale_factor
+from .carafe import normalise_kernels
+
+#: The conference form pads the encoder map four ways, one per sub-pixel phase of s = 2.
+ECCV_PHASE_PADDINGS = ((1, 0, 1, 0), (0, 1, 1, 0), (1, 0, 0, 1), (0, 1, 0, 1))
+
+
+def nearest_upsample_to(tensor: Tensor, scale_factor: int, size: Tuple[int, int]) -> Tensor:
+    """Nearest s x upsampling cropped to ``size``: (B, C, H, W) -> (B, C, oH, oW).
+
+    Indexes parent pixels (i // s, j // s) directly, exact for every integer s (equal to
+    ``F.interpolate(scale_factor=s)`` where that is exact).
+    """
+    rows = parent_index(size[0], scale_factor, tensor.device)
+    cols = parent_index(size[1], scale_factor, tensor.device)
+    return tensor[..., rows, :][..., cols]
+
+
+class GateGenerator(nn.Module):
+    """Decoder-dependent gate: (B, C, H, W) -> sigmoid(nearest-up(conv1x1(x))) (B, 1, oH, oW)."""
+
+    def __init__(self, in_channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, 1, kernel_size=1)
+        nn.init.xavier_uniform_(self.conv.weight)
+        nn.init.zeros_(self.conv.bias)
+
+    def forward(self, x: Tensor, scale_factor: int, size: Tuple[int, int]) -> Tensor:
+        return torch.sigmoid(nearest_upsample_to(self.conv(x), scale_factor, size))
+
+
+class SemiShift(nn.Module):
+    """Semi-shift convolution of the journal version: kernel scores from encoder and decoder.
+
+    ``compressor_en`` (1x1 with bias) and ``compressor_de`` (1x1, no bias) bring both features to
+    ``embedding_dim`` channels; one ``content_encoder`` (3x3, padding 1, ``encoder_groups``
+    groups) maps each to k*k scores; the decoder's are nearest-upsampled and added.
+
+    Shapes: guide (B, C_g, oH, oW), x (B, C, H, W) -> (B, k*k, oH, oW).
+    """
+
+    def __init__(self, guide_channels: int, in_channels: int, kernel_taps: int,
+                 embedding_dim: int, encoder_groups: int = 1) -> None:
+        super().__init__()
+        self.compressor_en = nn.Conv2d(guide_channels, embedding_dim, kernel_size=1)
+        self.compressor_de = nn.Conv2d(in_channels, embedding_dim, kernel_size=1, bias=False)
+        self.content_encoder = nn.Conv2d(embedding_dim, kernel_taps, kernel_size=3, padding=1,
+                                         groups=encoder_groups)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """``FADE_L2H``: Xavier-uniform weights, zero biases."""
+        for conv in (self.compressor_en, self.compressor_de, self.content_encoder):
+            nn.init.xavier_uniform_(conv.weight)
+            if conv.bias is not None:
+                nn.init.zeros_(conv.bias)
+
+    def encoder_scores(self, compressed_guide: Tensor, low_res_size: Tuple[int, int],
+                       scale_factor: int) -> Tensor:
+        """(B, E, oH, oW) compressed guide -> (B, k*k, oH, oW) encoder-branch scores."""
+        return self.content_encoder(compressed_guide)
+
+    def forward(self, guide: Tensor, x: Tensor, scale_factor: int) -> Tensor:
+        size = tuple(guide.shape[-2:])
+        encoder_part = self.encoder_scores(self.compressor_en(guide), tuple(x.shape[-2:]),
+                                           scale_factor)
+        decoder_part = self.content_encoder(self.compressor_de(x))
+        return encoder_part + nearest_upsample_to(decoder_part, scale_factor, size)
+
+
+class StridedSemiShift(SemiShift):
+    """Semi-shift convolution of the conference version (``FADE_H2L``), s = 2 only.
+
+    The compressed guide is padded by one pixel in four ways (top-left, top-right, bottom-left,
+    bottom-right), and a stride-2 3x3 convolution of each padded copy gives one sub-pixel phase
+    of the encoder branch at low resolution; the phases are interleaved to high resolution.
+
+    The authors' code regroups the concatenated copies ``[pad_0 | pad_1 | pad_2 | pad_3]``
+    (4E channels) as (channel, phase) pairs, so phase p reads concatenated channel ``4c + p`` as
+    its channel c: copies and channels are interleaved, which is not a plain 3x3 convolution of
+    the guide. Released ECCV checkpoints were trained with it, so it is kept.
+
+    Initialisation as ``FADE_H2L``: PyTorch's default for the compressors, Xavier-normal content
+    encoder weights, zero content encoder bias.
+    """
+
+    def reset_parameters(self) -> None:
+        for compressor in (self.compressor_en, self.compressor_de):
+            compressor.reset_parameters()
+        nn.init.xavier_normal_(self.content_encoder.weight)
+        nn.init.zeros_(self.content_encoder.bias)
+
+    def encoder_scores(self, compressed_guide: Tensor, low_res_size: Tuple[int, int],
+                       scale_factor: int) -> Tensor:
+        """(B, E, oH, oW) compressed guide -> (B, k*k, oH, oW), phase by phase (s = 2)."""
+        batch, embedding, out_h, out_w = compressed_guide.shape
+        full_h, full_w = (scale_factor * side for side in low_res_size)
+        phases = len(ECCV_PHASE_PADDINGS)
+        # A guide smaller than s x the input reads zeros beyond its border.
+        compressed_guide = F.pad(compressed_guide, (0, full_w - out_w, 0, full_h - out_h))
+        padded = torch.stack([F.pad(compressed_guide, padding) for padding in ECCV_PHASE_PADDINGS],
+                             dim=1)  # (B, 4, E, 2H + 1, 2W + 1)
+        # The authors' (channel, phase) regrouping of the concatenated copies (class docstring).
+        padded = padded.reshape(batch, embedding, phases, full_h + 1, full_w + 1).transpose(1, 2)
+        padded = padded.reshape(batch * phases, embedding, full_h + 1, full_w + 1)
+        scores = F.conv2d(padded, self.content_encoder.weight, self.content_encoder.bias,
+                          stride=scale_factor)  # (B * 4, k*k, H, W), phase p = 2 * row + col
+        taps, height, width = scores.shape[-3:]
+        scores = scores.reshape(batch, scale_factor, scale_factor, taps, height, width)
+        scores = scores.permute(0, 3, 4, 1, 5, 2).reshape(batch, taps, full_h, full_w)
+        return scores[..., :out_h, :out_w]
+
+
+@register_upsampler
+class FADE(Upsampler):
+    """FADE, journal version (Lu et al., IJCV 2024; authors' ``FADE_L2H.FADE``).
+
+    Args:
+        in_channels: C of the low-resolution decoder feature ``x`` (``in_channels_de``).
+        scale_factor: integer s >= 2 (the authors' code hard-codes 2 in its nearest upsampling;
+            here both nearest upsamplings follow s).
+        guide_channels: C_g of the high-resolution encoder feature ``guide``
+            (``in_channels_en``); defaults to ``in_channels``; must equal it when ``gating``.
+        up_kernel_size: reassembly kernel size k (odd; 5 in the paper).
+        gating: blend in the guide with the decoder-dependent gate (the paper's FADE); False is
+            "FADE without gating", the default of the authors' segmentation/detection forks.
+        embedding_dim: channels after the compressors (64, hard-coded by the authors).
+
+    Shapes:
+        x (B, C, H, W), guide (B, C_g, oH, oW) -> (B, C, oH, oW), (oH, oW) <= (sH, sW).
+
+    Example:
+        >>> import torch
+        >>> up = FADE(16, scale_factor=2)
+        >>> up(torch.randn(2, 16, 5, 6), torch.randn(2, 16, 10, 12)).shape
+        torch.Size([2, 16, 10, 12])
+    """
+
+    requires_guide = True
+    kernel_generator_class = SemiShift
+
+    def __init__(self, in_channels: int, scale_factor: int = 2,
+                 guide_channels: Optional[int] = None, up_kernel_size: int = 5,
+                 gating: bool = True, embedding_dim: int = 64) -> None:
+        super().__init__(in_channels, scale_factor, guide_channels)
+        self.up_kernel_size = check_odd_kernel('up_kernel_size', up_kernel_size)
+        if not isinstance(gating, bool):
+            raise TypeError(f'gating must be True or False, got {gating!r} '
+                            f'({type(gating).__name__})')
+        if gating and self.guide_channels != self.in_channels:
+            raise ValueError(
+                f'{type(self).__name__} with gating=True blends guide and upsampled x '
+                f'channel-wise, so guide_channels must equal in_channels; got guide_channels='
+                f'{self.guide_channels}, in_channels={self.in_channels}; use gating=False or '
+                f'equal channels')
+        self.gating = gating
+        if gating:
+            self.gate_generator = GateGenerator(self.in_channels)
+        self.ker_generator = self.build_kernel_generator(embedding_dim)
+
+    def build_kernel_generator(self, embedding_dim: int) -> SemiShift:
+        self.embedding_dim = check_positive_int('embedding_dim', embedding_dim)
+        return self.kernel_generator_class(self.guide_channels, self.in_channels,
+                                           self.up_kernel_size ** 2, self.embedding_dim)
+
+    def extra_repr(self) -> str:
+        return (f'{super().extra_repr()}, up_kernel_size={self.up_kernel_size}, '
+                f'gating={self.gating}, embedding_dim={self.embedding_dim}')
+
+    def upsample(self, x: Tensor, guide: Optional[Tensor], size: Tuple[int, int]) -> Tensor:
+        kernels = normalise_kernels(self.ker_generator(guide, x, self.scale_factor), groups=1)
+        upsampled = reassemble(x, kernels, self.up_kernel_size, self.scale_factor)
+        if not self.gating:
+            return upsampled
+        gate = self.gate_generator(x, self.scale_factor, size)
+        return gate * guide + (1 - gate) * upsampled
+
+
+@register_upsampler
+class FADELite(FADE):
+    """FADE-Lite (Lu et al., IJCV 2024; authors' ``FADE_L2H.FADELite``): the compressors map
+    straight to k*k channels and the content encoder is depth-wise, for about a quarter of FADE's
+    parameters. Arguments and shapes as :class:`FADE` (no ``embedding_dim``)."""
+
+    def __init__(self, in_channels: int, scale_factor: int = 2,
+                 guide_channels: Optional[int] = None, up_kernel_size: int = 5,
+                 gating: bool = True) -> None:
+        super().__init__(in_channels, scale_factor, guide_channels, up_kernel_size, gating,
+                         embedding_dim=None)
+
+    def build_kernel_generator(self, embedding_dim: None) -> SemiShift:
+        self.embedding_dim = self.up_kernel_size ** 2
+        return SemiShift(self.guide_channels, self.in_channels, self.embedding_dim,
+                         self.embedding_dim, encoder_groups=self.embedding_dim)
+
+
+@register_upsampler
+class SemiShiftUp(FADE):
+    """FADE without the gate (authors' ``FADE_L2H.SemiShiftUp``; "fade-without-gating"):
+    reassembly with semi-shift kernels only, so guide and input channels may differ. Arguments
+    and shapes as :class:`FADE` (no ``gating``)."""
+
+    def __init__(self, in_channels: int, scale_factor: int = 2,
+                 guide_channels: Optional[int] = None, up_kernel_size: int = 5,
+                 embedding_dim: int = 64) -> None:
+        super().__init__(in_channels, scale_factor, guide_channels, up_kernel_size,
+                         gating=False, embedding_dim=embedding_dim)
+
+
+@register_upsampler
+class FADEECCV(FADE):
+    """FADE, conference version (Lu et al., ECCV 2022; authors' ``FADE_H2L.FADE``).
+
+    Same gate and reassembly as :class:`FADE`; the encoder branch of the kernels is the four-phase
+    stride-2 convolution of :class:`StridedSemiShift`, defined for ``scale_factor=2`` only.
+    Arguments and shapes as :class:`FADE`.
+    """
+
+    kernel_generator_class = StridedSemiShift
+
+    def __init__(self, in_channels: int, scale_factor: int = 2,
+                 guide_channels: Optional[int] = None, up_kernel_size: int = 5,
+                 gating: bool = True, embedding_dim: int = 64) -> None:
+        if check_scale_factor(scale_factor) != 2:
+            raise ValueError(f'FADEECCV computes the four sub-pixel phases of a 2x upsampling, so '
+                             f'scale_factor must be 2, got {scale_factor!r}; use FADE for other '
+                             f'scales')
+        super().__init__(in_channels, scale_factor, guide_channels, up_kernel_size, gating,
+                         embedding_dim)
+
