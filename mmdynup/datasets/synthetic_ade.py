@@ -124,3 +124,19 @@ def write_synthetic_ade(data_root, num_train: int = 64, num_val: int = 16, size:
         counts[split] = count
     stamp.write_text(json.dumps(recipe))
     return counts
+
+
+def register_dataset() -> None:
+    """Register :class:`SyntheticADE20KDataset` in mmseg's DATASETS (needs mmseg)."""
+    from mmseg.datasets import ADE20KDataset
+    from mmseg.registry import DATASETS
+
+    if 'SyntheticADE20KDataset' in DATASETS.module_dict:
+        return
+
+    @DATASETS.register_module()
+    class SyntheticADE20KDataset(ADE20KDataset):
+        """mmseg's ``ADE20KDataset`` (same layout, suffixes, ``reduce_zero_label``) with the
+        synthetic set's four classes instead of ADE20K's 150."""
+
+        METAINFO = dict(classes=CLASSES, palette=[list(colour) for colour in PALETTE])
