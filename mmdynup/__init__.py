@@ -7,6 +7,7 @@ from . import upsamplers  # noqa: F401  (registers every upsampler)
 from .api import build_upsampler, list_upsamplers
 from . import converters  # noqa: F401
 from . import optim  # noqa: F401  (registers CPUAutocastOptimWrapper)
+from . import datasets  # noqa: F401  (registers the synthetic data sets where mmseg exists)
 from .engine import allow_mmengine_checkpoints
 
 # torch >= 2.6 loads with weights_only=True: allow exactly what mmengine checkpoints hold.

@@ -46,7 +46,7 @@ EOF
 }
 TORCH_VERSION=$(read_pin torch)
 MMCV_VERSION=$(read_pin mmcv)
-BUILD_REQUIRES=$(read_build_requires)
+BUILD_REQUIRES="setuptools==$(read_pin setuptools) $(read_build_requires)"
 
 # The local CPU wheel of torch, where the machine has one, so pip never resolves a CUDA build.
 PIP_ARGS=(--disable-pip-version-check)
