@@ -6,6 +6,7 @@ from .registry import MODELS
 from . import upsamplers  # noqa: F401  (registers every upsampler)
 from .api import build_upsampler, list_upsamplers
 from . import converters  # noqa: F401
+from . import mirl  # noqa: F401  (MIRL pretraining model: needs only torch and mmengine)
 from . import optim  # noqa: F401  (registers CPUAutocastOptimWrapper)
 from . import datasets  # noqa: F401  (registers the synthetic data sets where mmseg exists)
 from .engine import allow_mmengine_checkpoints
@@ -16,6 +17,7 @@ allow_mmengine_checkpoints()
 # Host adapters load only when their host is installed; their own import errors still surface.
 if importlib.util.find_spec('mmseg') is not None:
     from . import seg  # noqa: F401
+    from . import backbones  # noqa: F401  (MIRLViT subclasses mmseg's MAE)
 if importlib.util.find_spec('mmdet') is not None:
     from . import det  # noqa: F401
 

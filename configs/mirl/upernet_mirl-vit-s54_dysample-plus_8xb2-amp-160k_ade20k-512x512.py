@@ -1,0 +1,5 @@
+# The UPerNet + MIRL ViT-S-54 setting with DySample+ (dynamic scope) in every x2 step of the
+# UPerHead top-down path, instead of bilinear interpolation.
+_base_ = ['./upernet_mirl-vit-s54_8xb2-amp-160k_ade20k-512x512.py']
+
+model = dict(decode_head=dict(type='UPerHeadWithUpsampler', upsample_cfg=dict(type='DySamplePlus')))
