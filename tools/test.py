@@ -15,6 +15,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
+from mmdynup.distributed import setup_cpu_distributed  # noqa: E402
 from mmdynup.engine import prepare_config  # noqa: E402
 
 
@@ -45,6 +46,7 @@ def main(argv=None):
         cfg.merge_from_dict(args.cfg_options)
     cfg = prepare_config(cfg, config_path=args.config, work_dir=args.work_dir,
                          launcher=args.launcher)
+    cfg = setup_cpu_distributed(cfg)
     cfg.load_from = args.checkpoint
     if args.out:
         cfg.test_evaluator = [cfg.test_evaluator] if isinstance(cfg.test_evaluator, dict) \
@@ -52,6 +54,8 @@ def main(argv=None):
         cfg.test_evaluator.append(dict(type='DumpResults', out_file_path=args.out))
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()
+    # Every rank reports (the logger speaks for rank 0 only), so a launcher log shows all of them.
+    print(f'rank {runner.rank} of {runner.world_size}: evaluation finished', flush=True)
     return metrics
 
 

@@ -17,6 +17,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
+from mmdynup.distributed import setup_cpu_distributed  # noqa: E402
 from mmdynup.engine import prepare_config  # noqa: E402
 
 
@@ -46,8 +47,13 @@ def main(argv=None):
         cfg.merge_from_dict(args.cfg_options)
     cfg = prepare_config(cfg, config_path=args.config, work_dir=args.work_dir,
                          launcher=args.launcher, amp=args.amp, resume=args.resume)
+    cfg = setup_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg)
     runner.train()
+    # Every rank reports (the logger speaks for rank 0 only), so a launcher log shows all of them.
+    print(f'rank {runner.rank} of {runner.world_size}: training finished at iteration '
+          f'{runner.iter}', flush=True)
+    return runner
 
 
 if __name__ == '__main__':

@@ -29,6 +29,7 @@ import numpy as np
 CLASSES: Tuple[str, ...] = ('background', 'wire', 'disc', 'lattice')
 PALETTE = ((120, 120, 120), (230, 25, 75), (60, 180, 75), (0, 130, 200))
 _SPLITS = {'training': 'train', 'validation': 'val'}
+MIN_SIZE = 48
 
 
 def _random_colour(rng: np.random.Generator, centre: Tuple[int, int, int]) -> Tuple[int, ...]:
@@ -37,6 +38,9 @@ def _random_colour(rng: np.random.Generator, centre: Tuple[int, int, int]) -> Tu
 
 def render_scene(rng: np.random.Generator, size: int = 128) -> Tuple[np.ndarray, np.ndarray]:
     """One (image HxWx3 uint8 BGR, label HxW uint8 with values 1..len(CLASSES)) pair."""
+    if size < MIN_SIZE:
+        raise ValueError(f'size must be >= {MIN_SIZE} pixels (discs and lattices need room), '
+                         f'got {size}')
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     base = np.array(_random_colour(rng, (128, 128, 128)), np.float32)
     tilt = rng.uniform(-60, 60, size=(2, 3)).astype(np.float32)
@@ -97,6 +101,8 @@ def write_synthetic_ade(data_root, num_train: int = 64, num_val: int = 16, size:
     An existing folder written with other arguments is refused unless ``overwrite`` is set, so
     data that is not ours is never replaced silently.
     """
+    if size < MIN_SIZE:
+        raise ValueError(f'size must be >= {MIN_SIZE} pixels, got {size}')
     root = Path(data_root)
     recipe = dict(num_train=num_train, num_val=num_val, size=size, seed=seed, classes=CLASSES)
     stamp = root / 'synthetic_ade.json'
