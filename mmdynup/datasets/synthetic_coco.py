@@ -9,9 +9,10 @@ Layout (what mmdet's ``CocoDataset`` and ``CocoPanopticDataset`` configs read fr
 
 Each scene has two "stuff" regions (``sky-other-merged`` above a wavy horizon,
 ``grass-merged`` below) and 1-3 non-overlapping "things": discs (``person``) and rotated
-rectangles (``car``). Names are COCO's, so mmdet's own class lists (80 things, 53 stuff) pick
-them up and a COCO config runs on this data with only ``data_root`` changed; the category ids
-are COCO's too. Instance masks are polygons; the panoptic PNG encodes segment
+rectangles (``car``). The JSON files list all of mmdet's COCO categories (80 things; 53 stuff in
+the panoptic file), numbered 1, 2, ... in mmdet's class order, so a COCO config and its
+CocoMetric run on this data with only ``data_root`` changed (a model's label i is category
+i + 1). Instance masks are polygons; the panoptic PNG encodes segment
 ``id = R + 256 G + 256^2 B`` (COCO panoptic format), and every thing segment is the rasterised
 polygon of its instance, so the two annotations agree pixel for pixel.
 """
@@ -19,24 +20,33 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List
 
 import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
-#: (COCO id, name, is a thing) of every category used.
-CATEGORIES: Tuple[Tuple[int, str, bool], ...] = (
-    (1, 'person', True), (3, 'car', True),
-    (187, 'sky-other-merged', False), (193, 'grass-merged', False))
-_COLOURS = {1: (60, 60, 220), 3: (40, 200, 230), 187: (235, 190, 120), 193: (70, 160, 60)}
+#: The categories the scenes draw, by COCO name; their colours (BGR).
+PERSON, CAR, SKY, GRASS = 'person', 'car', 'sky-other-merged', 'grass-merged'
+_COLOURS = {PERSON: (60, 60, 220), CAR: (40, 200, 230), SKY: (235, 190, 120),
+            GRASS: (70, 160, 60)}
 _SPLITS = ('train2017', 'val2017')
 
 
-def _thing_polygon(rng: np.random.Generator, category: int, centre: np.ndarray,
+def coco_categories() -> List[dict]:
+    """mmdet's COCO panoptic categories (things first): ``id`` (1-based, in mmdet's order),
+    ``name``, ``isthing``, ``supercategory``."""
+    from mmdet.datasets import CocoPanopticDataset
+    meta = CocoPanopticDataset.METAINFO
+    things = set(meta['thing_classes'])
+    return [dict(id=index + 1, name=name, isthing=int(name in things), supercategory='coco')
+            for index, name in enumerate(meta['classes'])]
+
+
+def _thing_polygon(rng: np.random.Generator, category: str, centre: np.ndarray,
                    radius: float) -> np.ndarray:
     """Polygon (N, 2) float32 of a disc (16 vertices) or a rotated rectangle (4 vertices)."""
-    if category == 1:
+    if category == PERSON:
         angles = np.linspace(0, 2 * np.pi, 16, endpoint=False)
         offsets = np.stack([np.cos(angles), np.sin(angles)], 1) * radius
     else:
@@ -61,19 +71,19 @@ def _bbox(mask: np.ndarray) -> List[float]:
 
 
 def render_scene(rng: np.random.Generator, size: int = 64):
-    """One scene: (image HxWx3 uint8 BGR, list of (category, polygon, mask) things,
-    stuff masks {category: HxW bool})."""
+    """One scene: (image HxWx3 uint8 BGR, list of (category name, polygon, mask) things,
+    stuff masks {category name: HxW bool})."""
     columns = np.arange(size)
     horizon = size * rng.uniform(0.35, 0.6) + size * 0.06 * np.sin(
         columns / size * 2 * np.pi * rng.uniform(0.5, 1.5) + rng.uniform(0, 2 * np.pi))
     sky = np.arange(size)[:, None] < horizon[None, :]
     image = np.zeros((size, size, 3), np.float32)
-    image[sky] = _COLOURS[187]
-    image[~sky] = _COLOURS[193]
+    image[sky] = _COLOURS[SKY]
+    image[~sky] = _COLOURS[GRASS]
     things, occupied = [], np.zeros((size, size), bool)
     for _ in range(int(rng.integers(1, 4))):
         for _attempt in range(20):
-            category = int(rng.choice([1, 3]))
+            category = (PERSON, CAR)[int(rng.integers(0, 2))]
             radius = rng.uniform(size * 0.1, size * 0.2)
             centre = rng.uniform(radius + 1, size - radius - 1, size=2)
             polygon = _thing_polygon(rng, category, centre, radius)
@@ -89,12 +99,14 @@ def render_scene(rng: np.random.Generator, size: int = 64):
         image[mask] = colour
         things.append((category, polygon, mask))
     image += rng.normal(0, 8, size=image.shape)
-    stuff = {187: sky & ~occupied, 193: ~sky & ~occupied}
+    stuff = {SKY: sky & ~occupied, GRASS: ~sky & ~occupied}
     return np.clip(image, 0, 255).astype(np.uint8), things, stuff
 
 
-def _id_to_rgb(segment_id: int) -> Tuple[int, int, int]:
-    return segment_id % 256, segment_id // 256 % 256, segment_id // 256 ** 2
+def _id_to_rgb(segment_ids: np.ndarray) -> np.ndarray:
+    """COCO panoptic colour of segment ids (H, W) -> (H, W, 3) uint8 RGB."""
+    return np.stack([segment_ids % 256, segment_ids // 256 % 256, segment_ids // 256 ** 2],
+                    axis=-1).astype(np.uint8)
 
 
 def write_synthetic_coco(data_root, num_train: int = 8, num_val: int = 4, size: int = 64,
@@ -105,8 +117,8 @@ def write_synthetic_coco(data_root, num_train: int = 8, num_val: int = 4, size: 
         raise FileExistsError(f'data_root={str(root)!r} is not empty; write_synthetic_coco only '
                               f'writes into an empty or new folder')
     rng = np.random.default_rng(seed)
-    categories = [dict(id=cid, name=name, supercategory='synthetic', isthing=int(thing))
-                  for cid, name, thing in CATEGORIES]
+    categories = coco_categories()
+    category_id = {category['name']: category['id'] for category in categories}
     counts, image_id, annotation_id = {}, 0, 0
     for split, count in zip(_SPLITS, (num_train, num_val)):
         image_dir = root / split
@@ -125,21 +137,22 @@ def write_synthetic_coco(data_root, num_train: int = 8, num_val: int = 4, size: 
             for category, polygon, mask in things:
                 annotation_id += 1
                 instances.append(dict(
-                    id=annotation_id, image_id=image_id, category_id=category, iscrowd=0,
+                    id=annotation_id, image_id=image_id, category_id=category_id[category],
+                    iscrowd=0,
                     segmentation=[polygon.flatten().tolist()],
                     area=float(mask.sum()), bbox=_bbox(mask)))
-                segments_info.append(dict(id=annotation_id, category_id=category, iscrowd=0,
-                                          area=int(mask.sum()), bbox=_bbox(mask)))
+                segments_info.append(dict(id=annotation_id, category_id=category_id[category],
+                                          iscrowd=0, area=int(mask.sum()), bbox=_bbox(mask)))
                 segments[mask] = annotation_id
             for category, mask in stuff.items():
                 if mask.any():
                     annotation_id += 1
-                    segments_info.append(dict(id=annotation_id, category_id=category, iscrowd=0,
-                                              area=int(mask.sum()), bbox=_bbox(mask)))
+                    segments_info.append(dict(
+                        id=annotation_id, category_id=category_id[category], iscrowd=0,
+                        area=int(mask.sum()), bbox=_bbox(mask)))
                     segments[mask] = annotation_id
             png_name = file_name.replace('.jpg', '.png')
-            rgb = np.stack(_id_to_rgb(segments), axis=-1).astype(np.uint8)
-            cv2.imwrite(str(panoptic_dir / png_name), rgb[..., ::-1])  # cv2 writes BGR
+            cv2.imwrite(str(panoptic_dir / png_name), _id_to_rgb(segments)[..., ::-1])  # BGR
             panoptic.append(dict(image_id=image_id, file_name=png_name,
                                  segments_info=segments_info))
         thing_categories = [c for c in categories if c['isthing']]

@@ -1,0 +1,3 @@
+# FADE-Lite (Lu et al., IJCV 2024; FADE_L2H.FADELite): depth-wise kernel encoder, with the gate.
+# Guided.
+upsample_cfg = dict(type='FADELite')

@@ -1,0 +1,8 @@
+# Panoptic FPN R50-FPN, 1x COCO; FPN top-down upsampler: DySample (Liu et al., ICCV 2023; 'lp', 4
+# groups, static scope). Everything else is mmdet's config. Published: 41.4 PQ.
+_base_ = [
+    'mmdet::panoptic_fpn/panoptic-fpn_r50_fpn_1x_coco.py',
+    '../_base_/upsamplers/dysample.py',
+]
+custom_imports = dict(imports=['mmdynup'], allow_failed_imports=False)
+model = dict(neck=dict(type='FPNWithUpsampler', upsample_cfg={{_base_.upsample_cfg}}))

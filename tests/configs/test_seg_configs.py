@@ -1,0 +1,164 @@
+"""Every segmentation config in configs/ builds through mmengine's Config and mmseg's registry and
+runs loss and predict on a CPU; the added parameters match the authors' designs and the papers;
+the README recipe turns an mmseg config we did not write into one with an upsampler."""
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+from mmengine.structures import PixelData
+
+from tests.conftest import REPO_ROOT
+
+CONFIGS = sorted((REPO_ROOT / 'configs' / 'segformer').glob('*.py')) + \
+    sorted((REPO_ROOT / 'configs' / 'upernet').glob('*.py'))
+SEGFORMER_BASELINE = (REPO_ROOT / 'configs' / 'segformer' /
+                      'segformer_mit-b1_bilinear_8xb2-160k_ade20k-512x512.py')
+OUR_HEADS = ('SegformerHeadWithUpsampler', 'UPerHeadWithUpsampler')
+
+
+def _upsampler_name(path) -> str:
+    """The upsampler component of an OpenMMLab config name (``<model>_<backbone>_<upsampler>_``)."""
+    return path.name.split('_')[2]
+
+
+def _load(path) -> Config:
+    cfg = Config.fromfile(str(path))
+    init_default_scope(cfg.default_scope)
+    return cfg
+
+
+def _build(model_cfg):
+    from mmseg.registry import MODELS
+    torch.manual_seed(0)
+    return MODELS.build(model_cfg)
+
+
+def _batch(height, width, num_classes, batch=2):
+    """A packed batch as the data loader hands it to the data preprocessor."""
+    from mmseg.structures import SegDataSample
+    generator = torch.Generator().manual_seed(0)
+    inputs, samples = [], []
+    for _ in range(batch):
+        inputs.append(torch.randint(0, 256, (3, height, width), generator=generator,
+                                    dtype=torch.uint8))
+        sample = SegDataSample(metainfo=dict(img_shape=(height, width), ori_shape=(height, width),
+                                             pad_shape=(height, width)))
+        sample.gt_sem_seg = PixelData(data=torch.randint(0, num_classes, (1, height, width),
+                                                         generator=generator))
+        samples.append(sample)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def test_every_upsampler_has_a_snippet_and_the_lists_are_complete():
+    import mmdynup
+    snippets = {}
+    for path in sorted((REPO_ROOT / 'configs/_base_/upsamplers').glob('*.py')):
+        snippets[Config.fromfile(str(path)).upsample_cfg['type']] = path.name
+    assert sorted(snippets) == mmdynup.list_upsamplers()
+    assert {'bilinear', 'carafe', 'fade', 'fade-lite', 'sapa-i', 'sapa-b', 'sapa-g', 'dysample',
+            'dysample-plus', 'dysample-s', 'dysample-s-plus'} <= {
+                _upsampler_name(path) for path in CONFIGS if path.name.startswith('segformer')}
+    assert {'bilinear', 'carafe', 'fade', 'sapa-b', 'dysample', 'dysample-plus'} <= {
+        _upsampler_name(path) for path in CONFIGS if path.name.startswith('upernet')}
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=[path.stem for path in CONFIGS])
+def test_config_builds_and_runs_loss_and_predict(path):
+    cfg = _load(path)
+    assert cfg.custom_imports == dict(imports=['mmdynup'], allow_failed_imports=False)
+    head = cfg.model.decode_head
+    assert head.type in OUR_HEADS
+    # Tiny override: 64x64 crops; UPerNet's head at 64 channels instead of 512 (its cost).
+    cfg.model.data_preprocessor.size = (64, 64)
+    if head.type == 'UPerHeadWithUpsampler':
+        head.channels = 64
+    model = _build(cfg.model)
+    model.train()
+    data = model.data_preprocessor(_batch(64, 64, head.num_classes), training=True)
+    losses = model(**data, mode='loss')
+    loss = sum(value for key, value in losses.items() if 'loss' in key)
+    assert torch.isfinite(loss)
+    loss.backward()
+    upsamplers = [name for name, _ in model.decode_head.named_parameters()
+                  if name.startswith(('upsamplers.', 'pyramid_upsampler.'))]
+    if head.get('upsample_cfg') is not None and upsamplers:
+        grads = [p.grad for n, p in model.decode_head.named_parameters() if n in upsamplers]
+        assert all(g is not None for g in grads), 'an upsampler parameter got no gradient'
+    # Whole-image inference at a size that is not a multiple of 32.
+    model.eval()
+    with torch.no_grad():
+        data = model.data_preprocessor(_batch(72, 88, head.num_classes, batch=1))
+        prediction, = model(**data, mode='predict')
+    assert prediction.pred_sem_seg.data.shape == (1, 72, 88)
+
+
+def _authors_added_parameters(name, width=256, kernel=5, embedding=32, groups=4, scale=2):
+    """Parameters of six upsamplers at the SegFormer-B1 decoder width, from the layer shapes of
+    the authors' modules (FADE_L2H, CARAFEPack, SAPA's logged LCAExp, DySample)."""
+    taps = kernel ** 2
+    conv1x1 = lambda cin, cout, bias=True: cin * cout + (cout if bias else 0)  # noqa: E731
+    layer_norms = 2 * 2 * width
+    per_upsampler = {
+        'bilinear': 0,
+        'carafe': conv1x1(width, 64) + 64 * taps * scale ** 2 * 9 + taps * scale ** 2,
+        'fade': conv1x1(width, 1) + conv1x1(width, 64) + conv1x1(width, 64, bias=False)
+        + 64 * taps * 9 + taps,
+        'fade-lite': conv1x1(width, 1) + conv1x1(width, taps) + conv1x1(width, taps, bias=False)
+        + taps * 9 + taps,
+        'sapa-i': layer_norms,
+        'sapa-b': layer_norms + 2 * conv1x1(width, embedding),
+        'sapa-g': layer_norms + 3 * conv1x1(width, embedding) + conv1x1(width, 1),
+        'dysample': conv1x1(width, 2 * groups * scale ** 2),
+        'dysample-plus': 2 * conv1x1(width, 2 * groups * scale ** 2),
+        'dysample-s': conv1x1(width // scale ** 2, 2 * groups),
+        'dysample-s-plus': 2 * conv1x1(width // scale ** 2, 2 * groups),
+    }[name]
+    return 6 * per_upsampler
+
+
+#: The papers' "+params" over the bilinear SegFormer-B1 (RESULTS.md), where they publish one.
+PAPER_ADDED = {'carafe': 0.44e6, 'fade': 0.29e6, 'fade-lite': 80e3}
+
+
+def _head_parameters(path):
+    cfg = _load(path)
+    return sum(p.numel() for p in _build(cfg.model.decode_head).parameters())
+
+
+@pytest.mark.parametrize('path', [p for p in CONFIGS if p.name.startswith('segformer')],
+                         ids=_upsampler_name)
+def test_segformer_added_parameters(path):
+    name = _upsampler_name(path)
+    added = _head_parameters(path) - _head_parameters(SEGFORMER_BASELINE)
+    assert added == _authors_added_parameters(name)
+    if name in PAPER_ADDED:
+        assert abs(added - PAPER_ADDED[name]) <= 0.02 * PAPER_ADDED[name]
+    if name == 'sapa-b':
+        assert round(added / 1e6, 1) == 0.1  # the paper's "+0.1M"
+
+
+RECIPE = """_base_ = '{base}'
+custom_imports = dict(imports=['mmdynup'], allow_failed_imports=False)
+model = dict(decode_head=dict(type='{head}', upsample_cfg=dict(type='{upsampler}')))
+"""
+
+
+@pytest.mark.parametrize('base, head, upsampler', [
+    ('mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py',
+     'UPerHeadWithUpsampler', 'FADE'),
+    ('mmseg::segformer/segformer_mit-b0_8xb1-160k_cityscapes-1024x1024.py',
+     'SegformerHeadWithUpsampler', 'DySamplePlus'),
+], ids=['swin-upernet', 'segformer-cityscapes'])
+def test_three_line_recipe_on_an_mmseg_config(tmp_path, base, head, upsampler):
+    path = tmp_path / 'with_upsampler.py'
+    path.write_text(RECIPE.format(base=base, head=head, upsampler=upsampler))
+    assert len(path.read_text().splitlines()) == 3
+    cfg = _load(path)
+    cfg.model.data_preprocessor.size = (64, 64)
+    model = _build(cfg.model)
+    upsamplers = [m for m in model.decode_head.modules() if type(m).__name__ == upsampler]
+    assert len(upsamplers) == (3 if head == 'UPerHeadWithUpsampler' else 6)
+    data = model.data_preprocessor(_batch(64, 64, cfg.model.decode_head.num_classes),
+                                   training=True)
+    losses = model(**data, mode='loss')
+    assert all(torch.isfinite(v) for k, v in losses.items() if 'loss' in k)
