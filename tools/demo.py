@@ -29,8 +29,8 @@ import mmdynup  # noqa: E402,F401
 from mmdynup.datasets.synthetic_ade import CLASSES, PALETTE, write_synthetic_ade  # noqa: E402
 
 CONFIG_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs', 'demo')
-BASELINE = osp.join(CONFIG_DIR, 'segformer_mit-tiny_bilinear_1xb8-600it_synthetic-ade-128x128.py')
-DYNAMIC = osp.join(CONFIG_DIR, 'segformer_mit-tiny_fade_1xb8-600it_synthetic-ade-128x128.py')
+BASELINE = osp.join(CONFIG_DIR, 'segformer_mit-tiny_bilinear_1xb8-1200it_synthetic-ade-128x128.py')
+DYNAMIC = osp.join(CONFIG_DIR, 'segformer_mit-tiny_fade_1xb8-1200it_synthetic-ade-128x128.py')
 
 
 def parse_args(argv=None):

@@ -6,7 +6,7 @@ custom_imports = dict(imports=['mmdynup'], allow_failed_imports=False)
 
 crop_size = (128, 128)
 data_root = 'data/synthetic_ade'
-max_iters = 600
+max_iters = 1200
 norm_cfg = dict(type='BN', requires_grad=True)
 model = dict(
     data_preprocessor=dict(size=crop_size),
