@@ -19,12 +19,14 @@ The output may be any top-left window ``(oH, oW)`` of the ``s x`` grid (``oH <= 
 from __future__ import annotations
 
 import numbers
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from .reassembly import reassemble
+from .similarity_kernels import fast_local_similarity
 
 
 def _check_integer(name: str, value, minimum: int) -> int:
@@ -91,17 +93,22 @@ def local_similarity_reference(query: Tensor, key: Tensor, kernel_size: int,
     return logits.reshape(batch, taps, s * height, s * width)[..., :out_h, :out_w]
 
 
-def local_similarity(query: Tensor, key: Tensor, kernel_size: int, scale_factor: int) -> Tensor:
+def local_similarity(query: Tensor, key: Tensor, kernel_size: int, scale_factor: int,
+                     impl: Optional[str] = None) -> Tensor:
     """Dot product of each high-resolution query with the k x k keys around its parent.
 
-    See :func:`local_similarity_reference` for shapes; this entry point is where faster
-    implementations plug in, with the same signature and results.
+    See :func:`local_similarity_reference` for shapes; ``impl`` picks the implementation as in
+    :mod:`mmdynup.ops.dispatch` (fast paths: :mod:`mmdynup.ops.similarity_kernels`).
     """
-    return local_similarity_reference(query, key, kernel_size, scale_factor)
+    check_local_similarity_arguments(query, key, kernel_size, scale_factor)
+    logits = fast_local_similarity(query, key, kernel_size, scale_factor, impl)
+    if logits is None:
+        return local_similarity_reference(query, key, kernel_size, scale_factor)
+    return logits
 
 
 def local_attention(query: Tensor, key: Tensor, value: Tensor, kernel_size: int,
-                    scale_factor: int) -> Tensor:
+                    scale_factor: int, impl: Optional[str] = None) -> Tensor:
     """SAPA's upsampling: softmax over each query's k x k key window, then reassemble ``value``.
 
     Args:
@@ -110,6 +117,7 @@ def local_attention(query: Tensor, key: Tensor, value: Tensor, kernel_size: int,
         value: (B, C, H, W) low-resolution feature that is upsampled (outside neighbours read 0).
         kernel_size: k, odd.
         scale_factor: s.
+        impl: implementation of both steps (:mod:`mmdynup.ops.dispatch`); None: the active one.
 
     Returns:
         (B, C, oH, oW).
@@ -117,5 +125,5 @@ def local_attention(query: Tensor, key: Tensor, value: Tensor, kernel_size: int,
     if value.shape[0] != key.shape[0] or value.shape[-2:] != key.shape[-2:]:
         raise ValueError(f'value (B, ., H, W) = {tuple(value.shape)} must match key '
                          f'{tuple(key.shape)} in batch and spatial size')
-    kernels = F.softmax(local_similarity(query, key, kernel_size, scale_factor), dim=1)
-    return reassemble(value, kernels.unsqueeze(1), kernel_size, scale_factor)
+    kernels = F.softmax(local_similarity(query, key, kernel_size, scale_factor, impl), dim=1)
+    return reassemble(value, kernels.unsqueeze(1), kernel_size, scale_factor, impl)

@@ -8,7 +8,9 @@ Convention (all upsamplers, so that no head or neck branches on the upsampler ty
   ``guide`` the high-resolution feature (B, C_g, oH, oW) that guided operators need, and ``size``
   an optional output size ``(oH, oW)`` with ``oH <= s * H`` and ``oW <= s * W``;
 * output: (B, C_out, oH, oW), ``(oH, oW) = size`` if given, else the guide's size if a guide is
-  given, else ``(s * H, s * W)``.
+  given, else ``(s * H, s * W)``; dense in the memory format of ``x`` (``channels_last`` in,
+  ``channels_last`` out), in ``x``'s dtype outside autocast. Under ``torch.autocast`` a guide of
+  another floating dtype is accepted and cast to ``x``'s dtype.
 
 Semantics of a size smaller than ``s x`` the input (odd FPN levels such as 25 x 19 under
 13 x 10): learned upsamplers compute the ``s x`` output and keep its top-left ``(oH, oW)`` window,
@@ -89,11 +91,16 @@ def check_feature(name: str, tensor, channels: Optional[int] = None,
     return tensor
 
 
+def _side(value) -> int:
+    # A symbolic side (torch.export with dynamic shapes) stays symbolic: int() would pin it.
+    return value if isinstance(value, torch.SymInt) else int(value)
+
+
 def normalise_size(size: SizeLike) -> Tuple[int, int]:
-    if isinstance(size, numbers.Integral) and not isinstance(size, bool):
-        return int(size), int(size)
+    if isinstance(size, (numbers.Integral, torch.SymInt)) and not isinstance(size, bool):
+        return _side(size), _side(size)
     try:
-        height, width = (int(v) for v in size)
+        height, width = (_side(v) for v in size)
     except (TypeError, ValueError):
         raise ValueError(f'size must be an int or a pair (height, width), got {size!r}') from None
     return height, width
@@ -137,9 +144,15 @@ class Upsampler(nn.Module):
 
     def forward(self, x: Tensor, guide: Optional[Tensor] = None,
                 size: Optional[SizeLike] = None) -> Tensor:
-        """Upsample ``x`` (B, C, H, W) to (B, C_out, oH, oW); see the module docstring."""
+        """Upsample ``x`` (B, C, H, W) to (B, C_out, oH, oW); see the module docstring.
+
+        The output is dense in the memory format of ``x`` (:func:`memory_format_of`).
+        """
         size = self.check_inputs(x, guide, size)
-        return self.upsample(x, guide, size)
+        if guide is not None and guide.dtype != x.dtype:
+            guide = guide.to(x.dtype)  # only under autocast: check_inputs refuses it otherwise
+        out = self.upsample(x, guide, size)
+        return out.contiguous(memory_format=memory_format_of(x))
 
     def upsample(self, x: Tensor, guide: Optional[Tensor], size: Tuple[int, int]) -> Tensor:
         raise NotImplementedError(f'{type(self).__name__} must implement upsample()')
@@ -161,9 +174,9 @@ class Upsampler(nn.Module):
             if guide.device != x.device:
                 raise ValueError(f'x is on {x.device} but guide is on {guide.device}; move both '
                                  f'to the same device')
-            if guide.dtype != x.dtype:
+            if guide.dtype != x.dtype and not torch.is_autocast_enabled(x.device.type):
                 raise TypeError(f'x has dtype {x.dtype} but guide has dtype {guide.dtype}; cast '
-                                f'both to the same dtype')
+                                f'both to the same dtype, or run under torch.autocast')
             if guide.shape[0] != x.shape[0]:
                 raise ValueError(f'x has batch size {x.shape[0]} but guide has {guide.shape[0]}')
         height, width = x.shape[-2:]
@@ -193,6 +206,16 @@ class Upsampler(nn.Module):
             raise TypeError(f'x has dtype {x.dtype} but {type(self).__name__} parameters have '
                             f'dtype {parameter.dtype}; cast the module (.to({x.dtype})), cast x, '
                             f'or run under torch.autocast')
+
+
+def memory_format_of(tensor: Tensor) -> torch.memory_format:
+    """``torch.channels_last`` for a (B, C, H, W) tensor laid out NHWC (and not also NCHW, as
+    when C or H * W is 1), else ``torch.contiguous_format``: the layout of an upsampler's output
+    for that input."""
+    if (tensor.dim() == 4 and not tensor.is_contiguous()
+            and tensor.is_contiguous(memory_format=torch.channels_last)):
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 def crop_to(tensor: Tensor, size: Tuple[int, int]) -> Tensor:

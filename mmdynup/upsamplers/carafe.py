@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Optional, Tuple
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -19,19 +20,24 @@ from ..registry import register_upsampler
 from .base import Upsampler, check_divisible, check_odd_kernel, check_positive_int, crop_to
 
 
-def normalise_kernels(kernel_scores: Tensor, groups: int) -> Tensor:
-    """Softmax over each group's k*k taps.
+def normalise_kernels(kernel_scores: Tensor, groups: int,
+                      dtype: Optional[torch.dtype] = None) -> Tensor:
+    """Softmax over each group's k*k taps, accumulated in at least float32.
 
     Args:
         kernel_scores: (B, G * k * k, oH, oW) unnormalised kernels, channel ``g * k * k + tap``.
         groups: G.
+        dtype: dtype of the returned kernels (default: that of ``kernel_scores``); the upsamplers
+            pass their input's dtype, which under autocast differs from the 16-bit scores.
 
     Returns:
         (B, G, k * k, oH, oW) kernels that sum to one over the taps, the layout
         :func:`~mmdynup.ops.reassembly.reassemble` takes.
     """
     batch, channels, height, width = kernel_scores.shape
-    return kernel_scores.reshape(batch, groups, channels // groups, height, width).softmax(dim=2)
+    kernels = kernel_scores.reshape(batch, groups, channels // groups, height, width).softmax(
+        dim=2, dtype=torch.promote_types(kernel_scores.dtype, torch.float32))
+    return kernels.to(kernel_scores.dtype if dtype is None else dtype)
 
 
 def check_centred_encoder(encoder_kernel: int, encoder_dilation: int) -> None:
@@ -115,7 +121,7 @@ class CARAFE(Upsampler):
         """(B, C, H, W) -> normalised kernels (B, G, k*k, oH, oW)."""
         kernel_scores = self.content_encoder(self.channel_compressor(x))  # (B, G*k*k*s*s, H, W)
         kernel_scores = crop_to(F.pixel_shuffle(kernel_scores, self.scale_factor), size)
-        return normalise_kernels(kernel_scores, self.up_group)
+        return normalise_kernels(kernel_scores, self.up_group, dtype=x.dtype)
 
     def upsample(self, x: Tensor, guide: Optional[Tensor], size: Tuple[int, int]) -> Tensor:
         kernels = self.predict_kernels(x, size)

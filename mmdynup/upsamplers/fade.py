@@ -207,7 +207,8 @@ class FADE(Upsampler):
                 f'gating={self.gating}, embedding_dim={self.embedding_dim}')
 
     def upsample(self, x: Tensor, guide: Optional[Tensor], size: Tuple[int, int]) -> Tensor:
-        kernels = normalise_kernels(self.ker_generator(guide, x, self.scale_factor), groups=1)
+        kernels = normalise_kernels(self.ker_generator(guide, x, self.scale_factor), groups=1,
+                                    dtype=x.dtype)
         upsampled = reassemble(x, kernels, self.up_kernel_size, self.scale_factor)
         if not self.gating:
             return upsampled

@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from ..ops.local_similarity import local_attention
 from ..ops.reassembly import parent_index
 from ..registry import register_upsampler
-from .base import Upsampler, check_odd_kernel, check_positive_int
+from .base import Upsampler, check_odd_kernel, check_positive_int, memory_format_of
 
 #: Query modes of the NeurIPS code (``SAPAExp``) that :class:`SAPAB` accepts.
 SAPAB_QUERY_MODES = ('encoder_only', 'cat')
@@ -52,6 +52,19 @@ def check_bool(name: str, value) -> bool:
     return value
 
 
+class ChannelsLastSafeGroupNorm(nn.GroupNorm):
+    """``nn.GroupNorm`` that hands the CPU kernel an NCHW copy of a channels_last input which
+    needs no gradient while the affine parameters do: torch's CPU backward crashes (segmentation
+    fault) on exactly that case. Same parameters and state dict as ``nn.GroupNorm``."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        if (input.device.type == 'cpu' and torch.is_grad_enabled() and not input.requires_grad
+                and any(parameter.requires_grad for parameter in self.parameters())
+                and memory_format_of(input) == torch.channels_last):
+            input = input.contiguous()
+        return super().forward(input)
+
+
 def group_norm_32(name: str, channels: int) -> nn.GroupNorm:
     """GroupNorm(32, channels) as in the journal code, with an error naming ``name`` when the
     channel count is not a multiple of 32."""
@@ -59,7 +72,7 @@ def group_norm_32(name: str, channels: int) -> nn.GroupNorm:
         raise ValueError(f'norm=True builds GroupNorm({GROUP_NORM_GROUPS}, {name}), which needs '
                          f'{name} divisible by {GROUP_NORM_GROUPS}, got {name}={channels}; use a '
                          f'multiple of {GROUP_NORM_GROUPS} or norm=False')
-    return nn.GroupNorm(GROUP_NORM_GROUPS, channels)
+    return ChannelsLastSafeGroupNorm(GROUP_NORM_GROUPS, channels)
 
 
 def channels_last(layer: Callable[[Tensor], Tensor], feature: Tensor) -> Tensor:

@@ -117,7 +117,9 @@ class SAPADeform(Upsampler):
         positions = subpixel_positions(offsets, s, size)  # (B, G, P, oH, oW, 2)
         sampled_keys = point_sample(keys, positions, groups, padding_mode='zeros')
         logits = torch.einsum('bgeij,bgepij->bgpij', queries, sampled_keys)
-        attention = logits.softmax(dim=2)
         sampled_values = point_sample(x, positions, groups, padding_mode='zeros')
+        # Softmax in float32 even for 16-bit logits (autocast); weights in the values' dtype.
+        attention = logits.softmax(dim=2, dtype=torch.promote_types(logits.dtype, torch.float32))
+        attention = attention.to(sampled_values.dtype)
         out = torch.einsum('bgpij,bgcpij->bgcij', attention, sampled_values)
         return out.reshape(batch, channels, *size)
