@@ -33,7 +33,6 @@ import argparse
 import ctypes
 import gc
 import json
-import math
 import os
 import statistics
 import subprocess
@@ -304,20 +303,23 @@ def parse_args(argv=None):
                         help='timed runs for the reference path (default: --repeats)')
     parser.add_argument('--upsamplers', nargs='+', default=None,
                         help='registered names and/or nearest, bilinear (default: all)')
-    parser.add_argument('--reference-for', nargs='+', default=None, metavar='NAME',
+    parser.add_argument('--reference-for', nargs='*', default=None, metavar='NAME',
                         help='run the reference path only for these upsamplers (default: all; '
-                             'the reference needs ~6 GB and ~25 s per CARAFE-like call at '
-                             '128 -> 256 on 2 CPU threads)')
+                             'an empty list: none). The reference needs ~6 GB and ~25 s per '
+                             'CARAFE-like call at 128 -> 256 on 2 CPU threads')
     parser.add_argument('--isolation', choices=('process', 'none'), default=None,
                         help='fresh process per case (default on CPU) or all in this one')
     parser.add_argument('--quick', action='store_true',
-                        help='sizes 32, 2 repeats, one process: a smoke run in < 2 min')
+                        help='size 32, 2 repeats, the reference once and only for CARAFE, FADE, SAPAB '
+                             '(unless --reference-for), one process: a smoke run in < 2 min')
     parser.add_argument('--output', type=Path, help='also write the Markdown tables here')
     parser.add_argument('--plot', type=Path, help='write a PNG plot here')
     parser.add_argument('--worker', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
-        args.sizes, args.repeats = [32], 2
+        args.sizes, args.repeats, args.reference_repeats = [32], 2, 1
+        if args.reference_for is None:
+            args.reference_for = ['CARAFE', 'FADE', 'SAPAB']
         args.isolation = args.isolation or 'none'
     args.isolation = args.isolation or ('process' if args.device == 'cpu' else 'none')
     for name in ('threads', 'batch', 'channels', 'repeats'):

@@ -28,7 +28,6 @@ import importlib.abc
 import importlib.machinery
 import os
 import shutil
-import subprocess
 import sys
 import time
 import types
