@@ -24,8 +24,6 @@ def carafe_pack_arguments(channels: int, scale_factor: int, up_kernel: int = 5,
 def convert_carafe_pack(kwargs: dict, state_dict: Mapping[str, Tensor]) -> OfficialConversion:
     """``CARAFEPack(**kwargs)`` with ``state_dict`` -> loaded :class:`CARAFE` (``m(x)``)."""
     module = CARAFE(**carafe_pack_arguments(**kwargs))
-    # Load in the checkpoint's precision (a float32 module would round float64 weights).
-    module.to(next(t for t in state_dict.values() if t.is_floating_point()).dtype)
     # The layouts coincide: channel_compressor.{weight,bias}, content_encoder.{weight,bias}.
     renamed, official_names = rename_keys(state_dict, [])
     load_converted(module, renamed, OFFICIAL_CARAFE)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..upsamplers.dysample import DySample
 from .official import OfficialConversion, load_converted, register_official, rename_keys
@@ -20,15 +20,6 @@ OFFICIAL = 'dysample.DySample'
 _ARGUMENTS = {'in_channels': 'in_channels', 'scale': 'scale_factor',
               'scale_factor': 'scale_factor', 'style': 'style', 'groups': 'groups',
               'dyscope': 'dyscope'}
-
-
-def to_state_dict_dtype(module: nn.Module, state_dict: Mapping[str, Tensor]) -> nn.Module:
-    """Cast ``module`` to the floating dtype of ``state_dict``: loading loses no precision."""
-    dtypes = {value.dtype for value in state_dict.values() if value.is_floating_point()}
-    if len(dtypes) > 1:
-        raise TypeError(f'state_dict mixes floating dtypes {sorted(map(str, dtypes))}; cast it to '
-                        f'one dtype first')
-    return module.to(dtypes.pop()) if dtypes else module
 
 
 @register_official(OFFICIAL)
@@ -43,7 +34,7 @@ def convert_dysample(kwargs: dict, state_dict: Mapping[str, Tensor]) -> Official
     arguments = {_ARGUMENTS[name]: value for name, value in kwargs.items()}
     # Only the forks' copy of the class gives the scope conv a bias.
     arguments['scope_bias'] = 'scope.bias' in state_dict
-    module = to_state_dict_dtype(DySample(**arguments), state_dict)
+    module = DySample(**arguments)
     renamed, official_names = rename_keys(state_dict, [])
     load_converted(module, renamed, OFFICIAL)
     return OfficialConversion(module, official_names, input_roles={'x': 'x'})

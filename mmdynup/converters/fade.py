@@ -45,8 +45,6 @@ def convert_fade_module(official: str, kwargs: dict, state_dict: Mapping[str, Te
     """Build our class for ``official`` from its kwargs and load the renamed ``state_dict``."""
     cls, renames = OFFICIAL_FADE[official]
     module = cls(**fade_arguments(**kwargs))
-    # Load in the checkpoint's precision (a float32 module would round float64 weights).
-    module.to(next(t for t in state_dict.values() if t.is_floating_point()).dtype)
     renamed, official_names = rename_keys(state_dict, renames)
     load_converted(module, renamed, official)
     return OfficialConversion(module, official_names, input_roles=dict(FADE_INPUT_ROLES))

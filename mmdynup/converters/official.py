@@ -77,7 +77,10 @@ def load_converted(module: nn.Module, state_dict: Mapping[str, Tensor], official
     first, so that loading never rounds the weights.
     """
     dtypes = {t.dtype for t in state_dict.values() if t.is_floating_point()}
-    if len(dtypes) == 1:
+    if len(dtypes) > 1:
+        raise TypeError(f'state_dict mixes floating dtypes {sorted(map(str, dtypes))}; cast it to '
+                        f'one dtype first')
+    if dtypes:
         module.to(dtypes.pop())
     result = module.load_state_dict(dict(state_dict), strict=False)
     if result.missing_keys or result.unexpected_keys:

@@ -63,10 +63,6 @@ def _layer_norm_flag(official: str, norm) -> bool:
 def _convert(official: str, module: nn.Module,
              state_dict: Mapping[str, Tensor]) -> OfficialConversion:
     renamed, official_names = rename_keys(state_dict, [])
-    # Load at the checkpoint's precision (a float64 state_dict must not pass through float32).
-    dtypes = {tensor.dtype for tensor in renamed.values() if tensor.is_floating_point()}
-    if len(dtypes) == 1:
-        module.to(dtypes.pop())
     load_converted(module, renamed, official)
     return OfficialConversion(module, official_names, dict(SAPA_INPUT_ROLES))
 
