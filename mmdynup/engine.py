@@ -7,7 +7,9 @@ unless exactly those globals are allow-listed. :func:`allow_mmengine_checkpoints
 """
 from __future__ import annotations
 
+import argparse
 import collections
+import os
 import os.path as osp
 from typing import List, Optional
 
@@ -38,6 +40,29 @@ def mmengine_checkpoint_globals() -> List[object]:
 def allow_mmengine_checkpoints() -> None:
     """Allow-list :func:`mmengine_checkpoint_globals` for ``torch.load(weights_only=True)``."""
     torch.serialization.add_safe_globals(mmengine_checkpoint_globals())
+
+
+def add_launcher_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--launcher`` and torch.distributed.launch's ``--local_rank``, shared by the tools."""
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def parse_tool_arguments(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """Parse ``argv``; export ``LOCAL_RANK`` from ``--local_rank`` unless a launcher set it."""
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
+    """``Config.fromfile(path)`` with the ``--cfg-options`` overrides merged in."""
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    return cfg
 
 
 def default_work_dir(config_path: str) -> str:

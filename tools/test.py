@@ -6,17 +6,17 @@
 from __future__ import annotations
 
 import argparse
-import os
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 from mmdynup.distributed import setup_cpu_distributed  # noqa: E402
-from mmdynup.engine import prepare_config  # noqa: E402
+from mmdynup.engine import (add_launcher_arguments, load_config, parse_tool_arguments,  # noqa: E402
+                            prepare_config)
 
 
 def parse_args(argv=None):
@@ -28,22 +28,15 @@ def parse_args(argv=None):
     parser.add_argument('--out', help='also dump the raw predictions to this pickle file')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config keys, e.g. test_dataloader.dataset.data_root=...')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_launcher_arguments(parser)
+    return parse_tool_arguments(parser, argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint {args.checkpoint!r} does not exist')
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
     cfg = prepare_config(cfg, config_path=args.config, work_dir=args.work_dir,
                          launcher=args.launcher)
     cfg = setup_cpu_distributed(cfg)
