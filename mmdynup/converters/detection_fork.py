@@ -22,7 +22,7 @@ from torch import Tensor
 
 from ..det import FPNWithUpsampler
 from .checkpoint_io import ConversionReport, register_checkpoint_source
-from .fork_upsamplers import convert_fork_upsample_cfg
+from .fork_upsamplers import convert_fork_upsample_cfg, upsample_cfg_from_meta
 from .official import OfficialConversion, load_converted, register_official, rename_keys
 
 OFFICIAL = 'FPN_UPSAMPLE'
@@ -95,27 +95,12 @@ def convert_fpn_upsample(kwargs: dict, state_dict: Mapping[str, Tensor]) -> Offi
                          f'dict(mode="nearest", guided=False) has no "type" and never built')
     upsample_cfg, renames = convert_fork_upsample_cfg(kwargs.pop('upsample_cfg'), OFFICIAL)
     neck = FPNWithUpsampler(upsample_cfg=upsample_cfg, **kwargs)
-    # Load at the checkpoint's precision (float64 weights must not pass through float32).
-    floating = [value.dtype for value in state_dict.values() if value.is_floating_point()]
-    if floating:
-        neck.to(floating[0])
     converted, official_names, spare = convert_neck_keys(state_dict, len(neck.upsamplers),
                                                          renames)
     report_spare(spare)
     load_converted(neck, converted, OFFICIAL)
     # Eval mode, as the fork's checkpoints are evaluated (only norm layers would differ).
     return OfficialConversion(neck.eval(), official_names, input_roles={'inputs': 'inputs'})
-
-
-def neck_upsample_cfg(meta: Optional[Mapping]) -> Optional[dict]:
-    """The fork's ``model.neck.upsample_cfg`` from the config text that mmengine stores in a
-    checkpoint's ``meta['cfg']``; None when there is none."""
-    text = meta.get('cfg') if isinstance(meta, Mapping) else None
-    if not isinstance(text, str):
-        return None
-    from mmengine.config import Config
-    model = Config.fromstring(text, file_format='.py').to_dict().get('model', {})
-    return model.get('neck', {}).get('upsample_cfg')
 
 
 def detect_detection_fork(state_dict: Mapping[str, Tensor]) -> Optional[str]:
@@ -146,7 +131,7 @@ def convert_detection_fork(state_dict: Mapping[str, Tensor], meta: Optional[Mapp
     :func:`convert_neck_keys`, the spare upsamplers' keys dropped (listed in the report).
     """
     if upsample_cfg is None:
-        upsample_cfg = neck_upsample_cfg(meta)
+        upsample_cfg = upsample_cfg_from_meta(meta, 'neck')
     if upsample_cfg is None:
         raise ValueError(f'{OFFICIAL}: the checkpoint stores no config (meta["cfg"]); pass the '
                          f'fork\'s model.neck.upsample_cfg, e.g. --option "upsample_cfg='

@@ -10,7 +10,7 @@ so the UPerNet and FPN converters share it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Mapping, Tuple
+from typing import Dict, Mapping, Optional, Tuple
 
 from ..upsamplers.baselines import transposed_conv_padding
 
@@ -123,3 +123,14 @@ def _our_arguments(fork_type: str, arguments: dict, owner: str, key: str) -> dic
         # The forks' DySample gives its dynamic-scope conv a bias (the standalone one does not).
         return dict(arguments, scope_bias=True)
     return arguments
+
+
+def upsample_cfg_from_meta(meta: Optional[Mapping], component: str) -> Optional[dict]:
+    """The fork's ``model.<component>.upsample_cfg`` (``'decode_head'`` or ``'neck'``) from the
+    config text that mmengine stores in a checkpoint's ``meta['cfg']``; None when there is none."""
+    text = meta.get('cfg') if isinstance(meta, Mapping) else None
+    if not isinstance(text, str):
+        return None
+    from mmengine.config import Config
+    model = Config.fromstring(text, file_format='.py').to_dict().get('model', {})
+    return model.get(component, {}).get('upsample_cfg')

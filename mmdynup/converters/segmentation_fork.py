@@ -24,7 +24,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 from torch import Tensor
 
 from .checkpoint_io import ConversionReport, register_checkpoint_source
-from .fork_upsamplers import convert_fork_upsample_cfg
+from .fork_upsamplers import convert_fork_upsample_cfg, upsample_cfg_from_meta
 from .official import OfficialConversion, load_converted, register_official, rename_keys
 
 OFFICIAL = 'UPerHead_Upsample'
@@ -82,25 +82,11 @@ def convert_uper_head_upsample(kwargs: dict, state_dict: Mapping[str, Tensor]
     if 'pool_scales' in kwargs:
         kwargs['pool_scales'] = tuple(kwargs['pool_scales'])  # stored as a list in JSON records
     head = UPerHeadWithUpsampler(upsample_cfg=upsample_cfg, **kwargs)
-    floating = {value.dtype for value in state_dict.values() if value.is_floating_point()}
-    if len(floating) == 1:
-        head.to(floating.pop())  # float64 weights must not pass through float32
     renames = head_key_renames(len(head.upsamplers), upsampler_renames)
     renamed, official_names = rename_keys(state_dict, renames)
     refuse_mismatched_keys(head.state_dict(), renamed, official_names, renames)
     load_converted(head, renamed, OFFICIAL)
     return OfficialConversion(head.eval(), official_names, input_roles={'inputs': 'inputs'})
-
-
-def decode_head_upsample_cfg(meta: Optional[Mapping]) -> Optional[dict]:
-    """The fork's ``model.decode_head.upsample_cfg`` from the config text that mmengine stores in
-    a checkpoint's ``meta['cfg']``; None when there is none."""
-    text = meta.get('cfg') if isinstance(meta, Mapping) else None
-    if not isinstance(text, str):
-        return None
-    from mmengine.config import Config
-    model = Config.fromstring(text, file_format='.py').to_dict().get('model', {})
-    return model.get('decode_head', {}).get('upsample_cfg')
 
 
 def detect_segmentation_fork(state_dict: Mapping[str, Tensor]) -> Optional[str]:
@@ -133,7 +119,7 @@ def convert_segmentation_fork(state_dict: Mapping[str, Tensor], meta: Optional[M
     fork's head does not have.
     """
     if upsample_cfg is None:
-        upsample_cfg = decode_head_upsample_cfg(meta)
+        upsample_cfg = upsample_cfg_from_meta(meta, 'decode_head')
     if upsample_cfg is None:
         raise ValueError(f'{OFFICIAL}: the checkpoint stores no config (meta["cfg"]); pass the '
                          f'fork\'s model.decode_head.upsample_cfg, e.g. --option "upsample_cfg='
