@@ -100,7 +100,9 @@ def convert_fpn_upsample(kwargs: dict, state_dict: Mapping[str, Tensor]) -> Offi
     report_spare(spare)
     load_converted(neck, converted, OFFICIAL)
     # Eval mode, as the fork's checkpoints are evaluated (only norm layers would differ).
-    return OfficialConversion(neck.eval(), official_names, input_roles={'inputs': 'inputs'})
+    # The fork's forward takes the tuple of backbone levels and returns the tuple of outputs.
+    return OfficialConversion(neck.eval(), official_names, input_roles={'inputs': 'inputs'},
+                              official_call=lambda neck, inputs: neck(tuple(inputs['inputs'])))
 
 
 def detect_detection_fork(state_dict: Mapping[str, Tensor]) -> Optional[str]:

@@ -10,9 +10,13 @@ compare gradients under the official names.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Mapping, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 from torch import Tensor, nn
+
+#: ``official_call(module, inputs)``: our module computing the official forward's output structure
+#: from the official forward's inputs (keyed by the official argument names).
+OfficialCall = Callable[[nn.Module, Mapping[str, Tensor]], Any]
 
 
 @dataclass
@@ -23,11 +27,31 @@ class OfficialConversion:
         module: our module, loaded, in our calling convention ``module(x, guide=None)``.
         official_names: our parameter/buffer name -> the official key.
         input_roles: official forward argument name -> ``'x'`` (low-res input) or ``'guide'``.
+        official_call: how our module computes the official forward (its inputs by official
+            argument name -> the official output: a tensor or the same tuple). ``None``: the
+            official forward is an upsampler call, ``module(x, guide)`` by ``input_roles``.
     """
 
     module: nn.Module
     official_names: Dict[str, str]
     input_roles: Dict[str, str] = field(default_factory=lambda: {'x': 'x'})
+    official_call: Optional[OfficialCall] = None
+
+    def official_forward(self, **inputs: Tensor) -> Any:
+        """The official module's forward, computed by our module.
+
+        Takes the official forward's inputs under the official argument names (a reference
+        record's ``inputs``) and returns the official output structure (a tensor, or a tuple in
+        the official order).
+        """
+        expected, given = set(self.input_roles), set(inputs)
+        if given != expected:
+            raise TypeError(f'official_forward takes the official inputs {sorted(expected)}, got '
+                            f'{sorted(given)}; pass them by their official argument names')
+        if self.official_call is not None:
+            return self.official_call(self.module, inputs)
+        by_role = {self.input_roles[name]: tensor for name, tensor in inputs.items()}
+        return self.module(by_role['x'], by_role.get('guide'))
 
 
 ConverterFn = Callable[[dict, Mapping[str, Tensor]], OfficialConversion]

@@ -86,7 +86,9 @@ def convert_uper_head_upsample(kwargs: dict, state_dict: Mapping[str, Tensor]
     renamed, official_names = rename_keys(state_dict, renames)
     refuse_mismatched_keys(head.state_dict(), renamed, official_names, renames)
     load_converted(head, renamed, OFFICIAL)
-    return OfficialConversion(head.eval(), official_names, input_roles={'inputs': 'inputs'})
+    # The fork's forward takes the list of pyramid levels (B, C_i, H_i, W_i) and returns logits.
+    return OfficialConversion(head.eval(), official_names, input_roles={'inputs': 'inputs'},
+                              official_call=lambda head, inputs: head(list(inputs['inputs'])))
 
 
 def detect_segmentation_fork(state_dict: Mapping[str, Tensor]) -> Optional[str]:

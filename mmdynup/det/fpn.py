@@ -23,7 +23,7 @@ from mmdet.registry import MODELS
 from torch import Tensor, nn
 
 # The config checks and the guided call are shared with the mmseg heads.
-from ..upsamplers.host_config import build_head_upsampler, upsample_like
+from ..upsamplers.host_config import build_head_upsampler
 
 #: ``upsampler_init`` choices (see :class:`FPNWithUpsampler`).
 UPSAMPLER_INITS = ('neck', 'own')
@@ -148,9 +148,7 @@ class FPNWithUpsampler(FPN):
         """Merge every level into the next finer one, coarsest first (returns a new list)."""
         merged = list(laterals)
         for level in range(len(merged) - 1, 0, -1):
-            finer = merged[level - 1]
-            merged[level - 1] = finer + upsample_like(self.upsamplers[level - 1], merged[level],
-                                                      finer)
+            merged[level - 1] = self.upsamplers[level - 1].merge(merged[level], merged[level - 1])
         return merged
 
     def pyramid_outputs(self, inputs: Sequence[Tensor], laterals: List[Tensor]) -> tuple:

@@ -21,7 +21,7 @@ from mmseg.registry import MODELS
 from torch import Tensor, nn
 
 from .pyramid_upsampler import PyramidUpsampler
-from ..upsamplers.host_config import build_head_upsampler, upsample_like
+from ..upsamplers.host_config import build_head_upsampler
 
 
 @MODELS.register_module()
@@ -71,12 +71,12 @@ class UPerHeadWithUpsampler(UPerHead):
             key='fusion_upsample_cfg', owner=owner)
 
     def top_down_step(self, step: int, coarser: Tensor, finer_lateral: Tensor) -> Tensor:
-        """Level ``step + 1`` (accumulated, (B, C, h, w)) at the size of level ``step``
-        (its raw lateral, (B, C, H, W), is the guide): (B, C, H, W)."""
+        """Merge level ``step + 1`` (accumulated, (B, C, h, w)) into level ``step`` (its raw
+        lateral, (B, C, H, W), also the guide): ``finer + up(coarser)``, (B, C, H, W)."""
         if self.upsamplers is None:
-            return resize(coarser, size=finer_lateral.shape[2:], mode='bilinear',
-                          align_corners=self.align_corners)
-        return upsample_like(self.upsamplers[step], coarser, finer_lateral)
+            return finer_lateral + resize(coarser, size=finer_lateral.shape[2:], mode='bilinear',
+                                          align_corners=self.align_corners)
+        return self.upsamplers[step].merge(coarser, finer_lateral)
 
     def _forward_feature(self, inputs: List[Tensor]) -> Tensor:
         """Multi-level features (B, C_i, H_i, W_i) -> fused features (B, channels, H_0, W_0)."""
@@ -84,8 +84,7 @@ class UPerHeadWithUpsampler(UPerHead):
         laterals = [lateral_conv(inputs[i]) for i, lateral_conv in enumerate(self.lateral_convs)]
         laterals.append(self.psp_forward(inputs))
         for i in range(len(laterals) - 1, 0, -1):
-            laterals[i - 1] = laterals[i - 1] + self.top_down_step(i - 1, laterals[i],
-                                                                   laterals[i - 1])
+            laterals[i - 1] = self.top_down_step(i - 1, laterals[i], laterals[i - 1])
         fpn_outs = [fpn_conv(lateral) for fpn_conv, lateral in zip(self.fpn_convs, laterals)]
         fpn_outs.append(laterals[-1])  # the PSP level enters the fusion without an fpn conv
         fpn_outs = self.fusion_upsampler(fpn_outs)

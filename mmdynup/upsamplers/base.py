@@ -157,6 +157,17 @@ class Upsampler(nn.Module):
     def upsample(self, x: Tensor, guide: Optional[Tensor], size: Tuple[int, int]) -> Tensor:
         raise NotImplementedError(f'{type(self).__name__} must implement upsample()')
 
+    def merge(self, coarser: Tensor, finer: Tensor) -> Tensor:
+        """One top-down merge of a feature pyramid (FPN, UPerNet): ``finer + up(coarser)``.
+
+        ``coarser`` (B, C, h, w) is upsampled to the size of ``finer`` (B, C, H, W), ``H <= s h``,
+        guided by ``finer`` when the operator needs a guide; returns (B, C, H, W). Heads and necks
+        call only this, so an operator that also transforms the finer feature it merges into
+        (FreqFusion) overrides it and no host branches on the operator type.
+        """
+        guide = finer if self.requires_guide else None
+        return finer + self(coarser, guide=guide, size=tuple(finer.shape[-2:]))
+
     # -- checks -------------------------------------------------------------------------------
     def check_inputs(self, x: Tensor, guide: Optional[Tensor],
                      size: Optional[SizeLike]) -> Tuple[int, int]:
