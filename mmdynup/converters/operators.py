@@ -1,2 +1,3 @@
 """Imports the per-family converters of the authors' operator repositories (they self-register)."""
 from . import carafe, dysample, fade, mirl, sapa, sapa_deform  # noqa: F401
+from . import frfu  # noqa: F401

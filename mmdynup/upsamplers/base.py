@@ -45,17 +45,18 @@ def check_positive_int(name: str, value, minimum: int = 1) -> int:
     return value
 
 
-def check_scale_factor(scale_factor) -> int:
-    """Integer scale factors >= 2 only (every operator here upsamples by an integer s)."""
+def check_scale_factor(scale_factor, minimum: int = 2) -> int:
+    """Integer scale factors >= ``minimum`` only (every operator here upsamples by an integer s;
+    a few, such as FRFU, also run at s = 1)."""
     if isinstance(scale_factor, (tuple, list)):
         if len(set(scale_factor)) != 1:
-            raise ValueError(f'scale_factor must be one integer >= 2 (the same for height and '
-                             f'width), got {scale_factor!r}')
+            raise ValueError(f'scale_factor must be one integer >= {minimum} (the same for '
+                             f'height and width), got {scale_factor!r}')
         scale_factor = scale_factor[0]
     if isinstance(scale_factor, float) and not scale_factor.is_integer():
-        raise ValueError(f'scale_factor must be an integer >= 2, got {scale_factor!r}; '
+        raise ValueError(f'scale_factor must be an integer >= {minimum}, got {scale_factor!r}; '
                          f'use an integer scale such as 2 or 4')
-    return check_positive_int('scale_factor', scale_factor, minimum=2)
+    return check_positive_int('scale_factor', scale_factor, minimum=minimum)
 
 
 def check_odd_kernel(name: str, value) -> int:
@@ -120,12 +121,14 @@ class Upsampler(nn.Module):
     """
 
     requires_guide: ClassVar[bool] = False
+    #: Smallest accepted ``scale_factor`` (1 for operators that also filter at s = 1).
+    minimum_scale_factor: ClassVar[int] = 2
 
     def __init__(self, in_channels: int, scale_factor: int = 2,
                  guide_channels: Optional[int] = None) -> None:
         super().__init__()
         self.in_channels = check_positive_int('in_channels', in_channels)
-        self.scale_factor = check_scale_factor(scale_factor)
+        self.scale_factor = check_scale_factor(scale_factor, self.minimum_scale_factor)
         if self.requires_guide:
             self.guide_channels = check_positive_int(
                 'guide_channels', in_channels if guide_channels is None else guide_channels)
