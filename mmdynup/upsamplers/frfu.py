@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from ..ops.point_sampling import pixel_centres, point_sample
 from ..ops.reassembly import reassemble
 from ..registry import register_upsampler
-from .base import Upsampler, check_divisible, check_odd_kernel, check_positive_int, crop_to
+from .base import Upsampler, check_divisible, check_positive_int, crop_to
 
 #: Standard deviations of the authors' normal init (``frfu.py``; also their SegFormer copy).
 OFFSET_STD = 0.001
@@ -72,7 +72,11 @@ class FRFU(Upsampler):
         super().__init__(in_channels, scale_factor, guide_channels)
         self.groups = check_positive_int('groups', groups)
         check_divisible('in_channels', self.in_channels, self.groups, 'groups')
-        self.sample_k = check_odd_kernel('sample_k', sample_k)
+        self.sample_k = check_positive_int('sample_k', sample_k)
+        if self.sample_k % 2 == 0:
+            raise ValueError(f'sample_k must be odd (the k x k filter is centred on each output '
+                             f'pixel), got {self.sample_k}; use {self.sample_k - 1} or '
+                             f'{self.sample_k + 1}')
         offset_channels = 2 * self.groups * self.scale_factor ** 2
         taps = self.sample_k ** 2
         self.offset = nn.Conv2d(self.in_channels, offset_channels, 1)

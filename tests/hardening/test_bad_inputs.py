@@ -48,6 +48,10 @@ CASES = [
     BadInput('argument', 'even kernel', 'CARAFE(64, up_kernel=4)', ValueError,
              'up_kernel must be an odd integer (the window is centred on the low-resolution '
              'pixel), got 4; use 3 or 5'),
+    BadInput('argument', 'even FRFU filter',
+             "build_upsampler(dict(type='FRFU', in_channels=64, sample_k=4))", ValueError,
+             'sample_k must be odd (the k x k filter is centred on each output pixel), got 4; '
+             'use 3 or 5'),
     BadInput('argument', 'zero channels', 'CARAFE(0)', ValueError,
              'in_channels must be an integer >= 1, got 0'),
     BadInput('argument', 'integer as a string', "CARAFE(64, up_group='2')", TypeError,
