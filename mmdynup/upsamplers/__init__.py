@@ -1,6 +1,7 @@
 """Upsampler families, one file each; importing this package registers every class."""
 from .base import Upsampler
 from . import baselines, carafe, dysample, fade, sapa, sapa_deform  # noqa: F401  (registration)
+from . import a2u, indexnet  # noqa: F401  (registration)
 from . import frfu  # noqa: F401
 
 __all__ = ['Upsampler']
