@@ -64,10 +64,11 @@ NEGATIVE_SLOPE = 0.01
 def check_guide_channels(name: str, channels: int) -> int:
     channels = check_positive_int(name, channels)
     if channels % NORM_GROUPS:
+        multiples = sorted({max(NORM_GROUPS, channels // NORM_GROUPS * NORM_GROUPS),
+                            (channels // NORM_GROUPS + 1) * NORM_GROUPS})
         raise ValueError(f'{name}={channels} must be a multiple of {NORM_GROUPS}: A2U normalises '
-                         f'its encoder filters with GroupNorm({NORM_GROUPS}); use e.g. '
-                         f'{max(NORM_GROUPS, channels // NORM_GROUPS * NORM_GROUPS)} or '
-                         f'{(channels // NORM_GROUPS + 1) * NORM_GROUPS} channels')
+                         f'its encoder filters with GroupNorm({NORM_GROUPS}); use '
+                         f'{" or ".join(map(str, multiples))} channels')
     return channels
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import mmdynup.upsamplers.a2u as a2u_module
 import mmdynup.upsamplers.carafe as carafe_module
 import mmdynup.upsamplers.fade as fade_module
 from mmdynup.upsamplers.carafe import normalise_kernels
@@ -95,7 +96,7 @@ def test_normalise_kernels_accumulates_in_float32():
 
 @pytest.mark.parametrize('name, module', [
     ('CARAFE', carafe_module), ('FADE', fade_module), ('FADELite', fade_module),
-    ('FADEECCV', fade_module), ('SemiShiftUp', fade_module)])
+    ('FADEECCV', fade_module), ('SemiShiftUp', fade_module), ('A2U', a2u_module)])
 def test_predicted_kernels_are_float32_normalised_under_autocast(name, module, monkeypatch):
     """Kernel-predicting upsamplers: the kernels reach the reassembly in the input's dtype
     (float32) and sum to one to float32 precision, although autocast computed their scores in

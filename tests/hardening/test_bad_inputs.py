@@ -52,6 +52,25 @@ CASES = [
              "build_upsampler(dict(type='FRFU', in_channels=64, sample_k=4))", ValueError,
              'sample_k must be odd (the k x k filter is centred on each output pixel), got 4; '
              'use 3 or 5'),
+    BadInput('argument', 'IndexNet at 4x',
+             "build_upsampler(dict(type='IndexNet', in_channels=64, scale_factor=4))", ValueError,
+             'IndexNet predicts an index per sub-pixel of 2 x 2 blocks, so scale_factor must be 2, '
+             'got 4; chain two upsamplers for x4'),
+    BadInput('argument', 'depthwise IndexNet with a narrower guide',
+             "build_upsampler(dict(type='IndexNet', in_channels=64, guide_channels=32))",
+             ValueError, "the depthwise index block 'm2o' predicts one index map per guide "
+                         'channel, so guide_channels must equal in_channels; got guide_channels=32, '
+                         'in_channels=64; use index_block="holistic" or equal widths'),
+    BadInput('argument', 'nonlinear IndexNet without a norm layer',
+             "build_upsampler(dict(type='IndexNet', in_channels=64, index_block='holistic', "
+             "use_nonlinear=True, batch_norm=None))", ValueError,
+             'batch_norm=None, but a nonlinear index block (use_nonlinear=True) normalises its '
+             'hidden layer; pass batch_norm="BatchNorm2d" (the authors\' choice) or a batch-norm '
+             'class'),
+    BadInput('argument', 'A2U guide not a multiple of 32',
+             "build_upsampler(dict(type='A2U', in_channels=48))", ValueError,
+             'guide_channels=48 must be a multiple of 32: A2U normalises its encoder filters with '
+             'GroupNorm(32); use 32 or 64 channels'),
     BadInput('argument', 'zero channels', 'CARAFE(0)', ValueError,
              'in_channels must be an integer >= 1, got 0'),
     BadInput('argument', 'integer as a string', "CARAFE(64, up_group='2')", TypeError,

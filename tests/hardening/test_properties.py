@@ -32,7 +32,7 @@ NEEDS_TRITON = pytest.mark.skipif(not (torch.cuda.is_available() and triton_avai
                                   reason='the Triton kernels need a CUDA device and triton')
 #: Upsamplers whose result goes through the dispatched ops (reassembly, local similarity).
 DISPATCHED = ['CARAFE', 'FADE', 'FADEECCV', 'FADELite', 'SemiShiftUp', 'SAPAI', 'SAPAB', 'SAPAG',
-              'SAPABase']
+              'SAPABase', 'A2U']
 
 
 def upsampler_config(name: str, scale_factor: int, channels: int) -> dict:
@@ -51,6 +51,8 @@ def upsampler_config(name: str, scale_factor: int, channels: int) -> dict:
 
 
 def channels_for(name: str, scale_factor: int) -> int:
+    if name == 'A2U':
+        return 64  # GroupNorm(32) with two channels per group: 1 x 1 maps normalise
     if name == 'SAPABase':
         return 32  # GroupNorm(32)
     if name in ('DySampleS', 'DySampleSPlus'):
@@ -61,7 +63,7 @@ def channels_for(name: str, scale_factor: int) -> int:
 @st.composite
 def upsampler_cases(draw, names=tuple(UPSAMPLERS)):
     name = draw(st.sampled_from(names))
-    scale_factor = 2 if name == 'FADEECCV' else draw(st.integers(2, 4))
+    scale_factor = 2 if name in ('FADEECCV', 'IndexNet', 'A2U') else draw(st.integers(2, 4))
     height, width = draw(st.integers(1, 5)), draw(st.integers(1, 5))
     out_h = draw(st.integers(1, scale_factor * height))
     out_w = draw(st.integers(1, scale_factor * width))
