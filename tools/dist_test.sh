@@ -7,34 +7,10 @@
 # Multi-node: run it on every node with NNODES, NODE_RANK, MASTER_ADDR and PORT set alike.
 # PYTHON selects the interpreter (default: python).
 set -euo pipefail
-
-usage() {  # the comment block above, without the leading '# '
-    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
-}
-if [[ $# -ge 1 && ( "$1" == "-h" || "$1" == "--help" ) ]]; then
-    usage
-    exit 0
-fi
-if [[ $# -lt 3 ]]; then
-    usage >&2
-    exit 2
-fi
+source "$(dirname "$0")/_launch_common.sh"
+require_arguments 3 "$@"
 
 CONFIG=$1
 CHECKPOINT=$2
 NUM_PROCESSES=$3
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
-PYTHON=${PYTHON:-python}
-TOOLS_DIR=$(cd "$(dirname "$0")" && pwd)
-
-PYTHONPATH="$TOOLS_DIR/..${PYTHONPATH:+:$PYTHONPATH}" \
-exec "$PYTHON" -m torch.distributed.run \
-    --nnodes="$NNODES" \
-    --node_rank="$NODE_RANK" \
-    --master_addr="$MASTER_ADDR" \
-    --master_port="$PORT" \
-    --nproc_per_node="$NUM_PROCESSES" \
-    "$TOOLS_DIR/test.py" "$CONFIG" "$CHECKPOINT" --launcher pytorch "${@:4}"
+torchrun_tool test.py "$NUM_PROCESSES" "$CONFIG" "$CHECKPOINT" --launcher pytorch "${@:4}"

@@ -7,18 +7,8 @@
 #
 # PYTHON selects the interpreter (default: python); PORT sets MASTER_PORT (default 29500).
 set -euo pipefail
-
-usage() {  # the comment block above, without the leading '# '
-    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
-}
-if [[ $# -ge 1 && ( "$1" == "-h" || "$1" == "--help" ) ]]; then
-    usage
-    exit 0
-fi
-if [[ $# -lt 3 ]]; then
-    usage >&2
-    exit 2
-fi
+source "$(dirname "$0")/_launch_common.sh"
+require_arguments 3 "$@"
 
 PARTITION=$1
 JOB_NAME=$2
@@ -27,12 +17,10 @@ GPUS=${GPUS:-4}
 GPUS_PER_NODE=${GPUS_PER_NODE:-4}
 CPUS_PER_TASK=${CPUS_PER_TASK:-5}
 SRUN_ARGS=${SRUN_ARGS:-}
-PYTHON=${PYTHON:-python}
-TOOLS_DIR=$(cd "$(dirname "$0")" && pwd)
 
 # SRUN_ARGS is split into words on purpose (several srun options in one variable).
 # shellcheck disable=SC2086
-PYTHONPATH="$TOOLS_DIR/..${PYTHONPATH:+:$PYTHONPATH}" MASTER_PORT=${PORT:-29500} \
+MASTER_PORT=${PORT:-29500} \
 exec srun -p "$PARTITION" \
     --job-name="$JOB_NAME" \
     --gres=gpu:"$GPUS_PER_NODE" \

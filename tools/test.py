@@ -17,6 +17,7 @@ from mmengine.runner import Runner  # noqa: E402
 from mmdynup.distributed import setup_cpu_distributed  # noqa: E402
 from mmdynup.engine import (add_launcher_arguments, load_config, parse_tool_arguments,  # noqa: E402
                             prepare_config)
+from mmdynup.preflight import exit_if_inputs_missing  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -41,6 +42,8 @@ def main(argv=None):
                          launcher=args.launcher)
     cfg = setup_cpu_distributed(cfg)
     cfg.load_from = args.checkpoint
+    if not args.skip_input_checks:
+        exit_if_inputs_missing(cfg, args.config, 'test')
     if args.out:
         cfg.test_evaluator = [cfg.test_evaluator] if isinstance(cfg.test_evaluator, dict) \
             else list(cfg.test_evaluator)

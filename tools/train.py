@@ -19,6 +19,7 @@ from mmengine.runner import Runner  # noqa: E402
 from mmdynup.distributed import setup_cpu_distributed  # noqa: E402
 from mmdynup.engine import (add_launcher_arguments, load_config, parse_tool_arguments,  # noqa: E402
                             prepare_config)
+from mmdynup.preflight import exit_if_inputs_missing  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -40,6 +41,8 @@ def main(argv=None):
     cfg = load_config(args.config, args.cfg_options)
     cfg = prepare_config(cfg, config_path=args.config, work_dir=args.work_dir,
                          launcher=args.launcher, amp=args.amp, resume=args.resume)
+    if not args.skip_input_checks:
+        exit_if_inputs_missing(cfg, args.config, 'train')
     cfg = setup_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg)
     runner.train()
