@@ -43,7 +43,11 @@ def allow_mmengine_checkpoints() -> None:
 
 
 def add_launcher_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--launcher`` and torch.distributed.launch's ``--local_rank``, shared by the tools."""
+    """``--launcher``, torch.distributed.launch's ``--local_rank`` and ``--skip-input-checks``
+    (see :mod:`mmdynup.preflight`), shared by the tools."""
+    parser.add_argument('--skip-input-checks', action='store_true',
+                        help='do not check that the data and weights the config names exist '
+                             '(for storage backends the check cannot see)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)

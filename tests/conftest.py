@@ -9,6 +9,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # One intra-op thread: deterministic reductions and no oversubscription on small CI machines.
 torch.set_num_threads(1)
+# Tests never reach the network (tools/train.py would probe pretrained-weight URLs); inherited
+# by the tools the tests start as subprocesses.
+os.environ['MMDYNUP_OFFLINE'] = '1'
 
 
 def reference_dir() -> Path:
