@@ -171,6 +171,22 @@ class Upsampler(nn.Module):
         guide = finer if self.requires_guide else None
         return finer + self(coarser, guide=guide, size=tuple(finer.shape[-2:]))
 
+    #: How a head that concatenates a pyramid (SegFormer) chains this operator. False: one
+    #: operator per (source level, target level) x2 step, every level upsampled on its own
+    #: (FADE, SAPA). True: one operator per target level, upsampling the concatenation of all
+    #: coarser levels with :meth:`merge_concatenated` (FreqFusion's concatenating form).
+    concatenates_pyramid: ClassVar[bool] = False
+
+    def merge_concatenated(self, coarser: Tensor, finer: Tensor) -> Tensor:
+        """One step of a concatenating pyramid: ``cat([finer, up(coarser)])`` (B, C_f + C, H, W).
+
+        ``coarser`` (B, C, h, w) is upsampled to the size of ``finer`` (B, C_f, H, W), guided by
+        it when the operator needs a guide; an operator that also transforms ``finer``
+        (FreqFusion) overrides this, as it does :meth:`merge`.
+        """
+        guide = finer if self.requires_guide else None
+        return torch.cat([finer, self(coarser, guide=guide, size=tuple(finer.shape[-2:]))], dim=1)
+
     # -- checks -------------------------------------------------------------------------------
     def check_inputs(self, x: Tensor, guide: Optional[Tensor],
                      size: Optional[SizeLike]) -> Tuple[int, int]:
