@@ -161,5 +161,6 @@ def _load_families() -> None:
     from . import operators  # noqa: F401
     if importlib.util.find_spec('mmseg') is not None:
         from . import segmentation_fork  # noqa: F401
+        from . import segformer_authors  # noqa: F401
     if importlib.util.find_spec('mmdet') is not None:
         from . import detection_fork  # noqa: F401

@@ -1,15 +1,17 @@
-"""The authors' UPerHead_Upsample outputs (shared/reference/integration/seg_*.pt) reproduced by our
-head through build_from_official: forward, input gradients, parameter gradients (float64), and
-the converter's refusals."""
+"""The authors' decode heads reproduced through build_from_official / official_forward: the fork's
+UPerHead_Upsample (shared/reference/integration/seg_*.pt) and the FADE authors' NVlabs-style
+SegFormerHead (segformer_head_*.pt): forward, input gradients, parameter gradients (float64), and
+the converters' refusals."""
 import pytest
 import torch
 
 from mmdynup.converters import build_from_official, convert_official
 from mmdynup.converters.segmentation_fork import convert_segmentation_fork
-from mmdynup.seg import UPerHeadWithUpsampler
+from mmdynup.seg import SegformerHeadWithUpsampler, UPerHeadWithUpsampler
 from tests.conftest import reference_files, skip_without_reference
 
-FILES = [path for path in reference_files('integration') if path.stem.startswith('seg_')]
+FILES = [path for path in reference_files('integration')
+         if path.stem.startswith(('seg_', 'segformer_head_'))]
 ATOL, RTOL = 1e-10, 1e-8
 OFFICIAL = {'repo': 'tiny-smart/segmentation-with-upsamplers', 'cls': 'UPerHead_Upsample'}
 FORK_KWARGS = dict(in_channels=[8, 8, 8, 8], in_index=[0, 1, 2, 3], channels=8, num_classes=3,
@@ -23,27 +25,30 @@ def _load(path):
 
 @skip_without_reference('integration')
 @pytest.mark.parametrize('path', FILES, ids=[path.stem for path in FILES])
-def test_reproduces_the_forks_head(path):
+def test_reproduces_the_authors_head(path):
     record = _load(path)
-    head = build_from_official(record['official'], record['kwargs'], record['state_dict'])
+    conversion = convert_official(record['official'], record['kwargs'], record['state_dict'])
+    head = conversion.module
     assert not head.training and next(head.parameters()).dtype == torch.float64
     inputs = [tensor.detach().clone().requires_grad_(True) for tensor in record['inputs']]
-    output = head.forward(inputs)
+    output = conversion.official_forward(inputs=inputs)
     torch.testing.assert_close(output, record['output'], atol=ATOL, rtol=RTOL)
 
     output.backward(record['grad_output'])
     for index, (tensor, expected) in enumerate(zip(inputs, record['grads'])):
         torch.testing.assert_close(tensor.grad, expected, atol=ATOL, rtol=RTOL,
                                    msg=lambda m: f'input gradient {index}: {m}')
-    official_names = convert_official(record['official'], record['kwargs'],
-                                      record['state_dict']).official_names
-    ours = {official_names[name]: parameter.grad for name, parameter in head.named_parameters()}
+    ours = {conversion.official_names[name]: parameter.grad
+            for name, parameter in head.named_parameters()}
     assert set(record['param_grads']) <= set(ours)
     for name in record['params_without_grad']:
-        assert ours[name] is None, f'{name} got a gradient; the fork never uses it'
+        # Unused by the official forward: ours has no such parameter, or it gets no gradient.
+        assert ours.get(name) is None, f'{name} got a gradient; the official head never uses it'
     for name, expected in record['param_grads'].items():
         assert ours[name] is not None, f'{name} received no gradient'
-        torch.testing.assert_close(ours[name], expected, atol=ATOL, rtol=RTOL,
+        # NVlabs' Linear projections (E, C) are our 1x1 convs (E, C, 1, 1): same numbers.
+        torch.testing.assert_close(ours[name].reshape(expected.shape), expected, atol=ATOL,
+                                   rtol=RTOL,
                                    msg=lambda m: f'parameter gradient {name}: {m}')
 
 

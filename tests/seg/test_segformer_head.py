@@ -92,3 +92,51 @@ def test_bad_upsample_cfg_fails_at_build_naming_the_key(upsample_cfg, error, fra
         SegformerHeadWithUpsampler(upsample_cfg=upsample_cfg, **HEAD)
     assert 'SegformerHeadWithUpsampler' in str(raised.value)
     assert fragment in str(raised.value)
+
+
+def _authors_formula(head, inputs):
+    """The authors' head (poppinace/fade segformer/segformer_head.py) written out: Linear
+    projections with bias, the cascade (or a bilinear resize), [_c4, _c3, _c2, _c1] into
+    linear_fuse, linear_pred."""
+    projected = [torch.einsum('bchw,ec->behw', x, conv.weight[:, :, 0, 0])
+                 + conv.bias[None, :, None, None] for conv, x in zip(head.convs, inputs)]
+    c1, c2, c3, c4 = projected
+    up = head.pyramid_upsampler.upsamplers
+    if up is None:
+        c2, c3, c4 = (torch.nn.functional.interpolate(c, size=c1.shape[-2:], mode='bilinear',
+                                                      align_corners=False) for c in (c2, c3, c4))
+    else:
+        c4 = up[2](up[1](up[0](c4, c3), c2), c1)
+        c3 = up[4](up[3](c3, c2), c1)
+        c2 = up[5](c2, c1)
+    fused = head.fusion_conv(torch.cat([c4, c3, c2, c1], dim=1))
+    return head.conv_seg(fused)
+
+
+@pytest.mark.parametrize('upsample_cfg', [None, dict(type='FADE'), dict(type='FADELite')],
+                         ids=['bilinear', 'fade', 'fade-lite'])
+def test_authors_form_is_the_authors_head(upsample_cfg):
+    head = SegformerHeadWithUpsampler(upsample_cfg=upsample_cfg, head_form='authors',
+                                      **HEAD).double().eval()
+    # An odd coarsest level in an exact x2 pyramid, batch 2 (the authors' size contract).
+    generator = torch.Generator().manual_seed(3)
+    inputs = [torch.randn(2, c, 3 * 2 ** (3 - i), 5 * 2 ** (3 - i), generator=generator,
+                          dtype=torch.float64) for i, c in enumerate(IN_CHANNELS)]
+    torch.testing.assert_close(head(inputs), _authors_formula(head, inputs), rtol=1e-12,
+                               atol=1e-12)
+
+
+def test_authors_form_projects_without_norm_or_activation():
+    mmseg_form = SegformerHeadWithUpsampler(**HEAD)
+    authors = SegformerHeadWithUpsampler(head_form='authors', **HEAD)
+    assert {key for key in authors.state_dict() if key.startswith('convs.')} == \
+        {f'convs.{k}.{name}' for k in range(4) for name in ('weight', 'bias')}
+    # Per stage: mmseg's conv (no bias) + BN affine vs the authors' conv with bias.
+    count = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731
+    assert count(mmseg_form) - count(authors) == 4 * HEAD['channels']
+    assert list(authors.fusion_conv.state_dict()) == list(mmseg_form.fusion_conv.state_dict())
+
+
+def test_unknown_head_form_is_refused():
+    with pytest.raises(ValueError, match=r"head_form='nvlabs' is not one of \('mmseg', 'authors'\)"):
+        SegformerHeadWithUpsampler(head_form='nvlabs', **HEAD)
