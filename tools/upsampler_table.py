@@ -19,7 +19,7 @@ PAPERS = {
     'FADE': 'FADE (Lu et al., ECCV 2022 / IJCV 2024), semi-shift form',
     'FADELite': 'FADE-Lite (Lu et al., IJCV 2024)',
     'SemiShiftUp': 'FADE without gating (Lu et al., IJCV 2024)',
-    'FADEECCV': 'FADE, ECCV 2022 four-phase form',
+    'FADEECCV': "FADE, ECCV 2022 form (authors' `FADE_H2L`; = `FADE`, conference init, s = 2)",
     'SAPAI': 'SAPA-I (Lu et al., NeurIPS 2022)',
     'SAPAB': 'SAPA-B (Lu et al., NeurIPS 2022)',
     'SAPAG': 'SAPA-G (Lu et al., NeurIPS 2022)',

@@ -1,9 +1,15 @@
-"""The authors' FADE modules (poppinace/fade ``pytorch_implementation``) -> mmdynup's FADE family.
+"""The authors' FADE modules (root ``FADE_L2H.py`` / ``FADE_H2L.py`` of poppinace/fade) -> mmdynup.
 
 ``FADE_L2H.{FADE, FADELite, SemiShiftUp}`` share our layout (``gate_generator.conv``,
-``ker_generator.{compressor_en, compressor_de, content_encoder}``); ``FADE_H2L.FADE`` names its
-kernel generator ``kernel_generator.{conv1_en, conv1_de, conv2_kernels, conv2_bias}``, renamed
-below. The official forward is ``m(en, de)``: ``en`` is our ``guide``, ``de`` our ``x``.
+``ker_generator.{compressor_en, compressor_de, content_encoder}``); the conference
+``FADE_H2L.FADE`` names its kernel generator
+``kernel_generator.{conv1_en, conv1_de, conv2_kernels, conv2_bias}``, renamed below. The official
+forward is ``m(en, de)``: ``en`` is our ``guide``, ``de`` our ``x``.
+
+The third-party port ``pytorch_implementation/FADE_H2L.py`` (records named
+``'FADE_H2L.FADE (pure PyTorch)'``) computes another function than the authors' file and has no
+converter: its weights would load but not compute what they were trained for (see
+:class:`~mmdynup.upsamplers.fade.FADEECCV`).
 """
 from __future__ import annotations
 
@@ -28,13 +34,16 @@ OFFICIAL_FADE = {
     'FADE_L2H.FADE': (FADE, ()),
     'FADE_L2H.FADELite': (FADELite, ()),
     'FADE_L2H.SemiShiftUp': (SemiShiftUp, ()),
-    'FADE_H2L.FADE (pure PyTorch)': (FADEECCV, ECCV_RENAMES),
+    'FADE_H2L.FADE': (FADEECCV, ECCV_RENAMES),
 }
 
 
 def fade_arguments(in_channels_en: int, in_channels_de: Optional[int] = None, scale: int = 2,
                    up_kernel_size: int = 5) -> dict:
-    """The official FADE constructors' signature (all four classes) -> our arguments."""
+    """The official FADE constructors' signature (all four classes) -> our arguments.
+
+    ``FADE_H2L.FADE`` asserts nothing about ``scale`` but only runs at 2; FADEECCV refuses others.
+    """
     return dict(guide_channels=in_channels_en,
                 in_channels=in_channels_en if in_channels_de is None else in_channels_de,
                 scale_factor=scale, up_kernel_size=up_kernel_size)
@@ -65,6 +74,6 @@ def convert_semi_shift_up(kwargs: dict, state_dict: Mapping[str, Tensor]) -> Off
     return convert_fade_module('FADE_L2H.SemiShiftUp', kwargs, state_dict)
 
 
-@register_official('FADE_H2L.FADE (pure PyTorch)')
+@register_official('FADE_H2L.FADE')
 def convert_fade_eccv(kwargs: dict, state_dict: Mapping[str, Tensor]) -> OfficialConversion:
-    return convert_fade_module('FADE_H2L.FADE (pure PyTorch)', kwargs, state_dict)
+    return convert_fade_module('FADE_H2L.FADE', kwargs, state_dict)

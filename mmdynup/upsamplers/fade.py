@@ -11,14 +11,17 @@ encoder feature through where detail matters:
 
 with one 3x3 ``content_encoder`` shared by both branches (its bias is therefore added twice).
 
-Classes (authors' code: ``pytorch_implementation/FADE_L2H.py`` and ``FADE_H2L.py`` of
-poppinace/fade; the segmentation/detection forks' ``fade.py`` adds a ``gating`` flag):
+Classes (authors' code: ``FADE_L2H.py`` and ``FADE_H2L.py`` at the root of poppinace/fade; the
+segmentation/detection forks' ``fade.py`` adds a ``gating`` flag):
 
 * :class:`FADE` - journal form (``FADE_L2H.FADE``); ``gating=False`` is the forks' default.
 * :class:`FADELite` - depth-wise content encoder (``FADE_L2H.FADELite``).
 * :class:`SemiShiftUp` - FADE without the gate (``FADE_L2H.SemiShiftUp``).
-* :class:`FADEECCV` - conference form (``FADE_H2L.FADE``): the encoder branch is a stride-2
-  convolution of the four-way padded encoder map, one pass per sub-pixel phase.
+* :class:`FADEECCV` - conference form (``FADE_H2L.FADE``): the same function as :class:`FADE`
+  (the converter renames the authors' keys), with the conference initialisation, for
+  ``scale_factor=2``. The later third-party port ``pytorch_implementation/FADE_H2L.py`` regroups
+  the padded guide copies' channels and computes another function, no paper's operator: not
+  provided.
 
 All share the parameter layout ``gate_generator.conv`` and
 ``ker_generator.{compressor_en, compressor_de, content_encoder}``.
@@ -32,7 +35,6 @@ from __future__ import annotations
 from typing import Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..ops.reassembly import parent_index, reassemble
@@ -40,15 +42,12 @@ from ..registry import register_upsampler
 from .base import Upsampler, check_odd_kernel, check_positive_int, check_scale_factor
 from .carafe import normalise_kernels
 
-#: The conference form pads the encoder map four ways, one per sub-pixel phase of s = 2.
-ECCV_PHASE_PADDINGS = ((1, 0, 1, 0), (0, 1, 1, 0), (1, 0, 0, 1), (0, 1, 0, 1))
-
 
 def nearest_upsample_to(tensor: Tensor, scale_factor: int, size: Tuple[int, int]) -> Tensor:
     """Nearest s x upsampling cropped to ``size``: (B, C, H, W) -> (B, C, oH, oW).
 
     Indexes parent pixels (i // s, j // s) directly, exact for every integer s (equal to
-    ``F.interpolate(scale_factor=s)`` where that is exact).
+    ``torch.nn.functional.interpolate(scale_factor=s)`` where that is exact).
     """
     rows = parent_index(size[0], scale_factor, tensor.device)
     cols = parent_index(size[1], scale_factor, tensor.device)
@@ -94,60 +93,31 @@ class SemiShift(nn.Module):
             if conv.bias is not None:
                 nn.init.zeros_(conv.bias)
 
-    def encoder_scores(self, compressed_guide: Tensor, low_res_size: Tuple[int, int],
-                       scale_factor: int) -> Tensor:
-        """(B, E, oH, oW) compressed guide -> (B, k*k, oH, oW) encoder-branch scores."""
-        return self.content_encoder(compressed_guide)
-
     def forward(self, guide: Tensor, x: Tensor, scale_factor: int) -> Tensor:
         size = tuple(guide.shape[-2:])
-        encoder_part = self.encoder_scores(self.compressor_en(guide), tuple(x.shape[-2:]),
-                                           scale_factor)
+        encoder_part = self.content_encoder(self.compressor_en(guide))
         decoder_part = self.content_encoder(self.compressor_de(x))
         return encoder_part + nearest_upsample_to(decoder_part, scale_factor, size)
 
 
-class StridedSemiShift(SemiShift):
-    """Semi-shift convolution of the conference version (``FADE_H2L``), s = 2 only.
+class ConferenceSemiShift(SemiShift):
+    """:class:`SemiShift` with the initialisation of the conference code (``FADE_H2L``).
 
-    The compressed guide is padded by one pixel in four ways (top-left, top-right, bottom-left,
-    bottom-right), and a stride-2 3x3 convolution of each padded copy gives one sub-pixel phase
-    of the encoder branch at low resolution; the phases are interleaved to high resolution.
+    The authors' conference code computes the encoder branch as a stride-2 3x3 convolution of four
+    copies of the compressed guide, each zero-padded by one pixel on another pair of sides
+    (top-left, top-right, bottom-left, bottom-right); copy q gives sub-pixel phase q (row-major
+    over the 2 x 2 positions). Output (i, j) of copy q is centred on guide pixel
+    (2i + q // 2, 2j + q % 2) and reads its 3 x 3 zero-padded neighbourhood, so the four phases
+    together are the stride-1, padding-1 convolution of the guide that :class:`SemiShift`
+    computes: one function (``tests/upsamplers/test_fade.py`` holds the four-phase form equal).
 
-    The authors' code regroups the concatenated copies ``[pad_0 | pad_1 | pad_2 | pad_3]``
-    (4E channels) as (channel, phase) pairs, so phase p reads concatenated channel ``4c + p`` as
-    its channel c: copies and channels are interleaved, which is not a plain 3x3 convolution of
-    the guide. Released ECCV checkpoints were trained with it, so it is kept.
-
-    Initialisation as ``FADE_H2L``: PyTorch's default for the compressors, Xavier-normal content
-    encoder weights, zero content encoder bias.
+    Initialisation as ``FADE_H2L``: Xavier-uniform compressors (mmcv's ``xavier_init``),
+    Xavier-normal content encoder weights, zero biases.
     """
 
     def reset_parameters(self) -> None:
-        for compressor in (self.compressor_en, self.compressor_de):
-            compressor.reset_parameters()
+        super().reset_parameters()
         nn.init.xavier_normal_(self.content_encoder.weight)
-        nn.init.zeros_(self.content_encoder.bias)
-
-    def encoder_scores(self, compressed_guide: Tensor, low_res_size: Tuple[int, int],
-                       scale_factor: int) -> Tensor:
-        """(B, E, oH, oW) compressed guide -> (B, k*k, oH, oW), phase by phase (s = 2)."""
-        batch, embedding, out_h, out_w = compressed_guide.shape
-        full_h, full_w = (scale_factor * side for side in low_res_size)
-        phases = len(ECCV_PHASE_PADDINGS)
-        # A guide smaller than s x the input reads zeros beyond its border.
-        compressed_guide = F.pad(compressed_guide, (0, full_w - out_w, 0, full_h - out_h))
-        padded = torch.stack([F.pad(compressed_guide, padding) for padding in ECCV_PHASE_PADDINGS],
-                             dim=1)  # (B, 4, E, 2H + 1, 2W + 1)
-        # The authors' (channel, phase) regrouping of the concatenated copies (class docstring).
-        padded = padded.reshape(batch, embedding, phases, full_h + 1, full_w + 1).transpose(1, 2)
-        padded = padded.reshape(batch * phases, embedding, full_h + 1, full_w + 1)
-        scores = F.conv2d(padded, self.content_encoder.weight, self.content_encoder.bias,
-                          stride=scale_factor)  # (B * 4, k*k, H, W), phase p = 2 * row + col
-        taps, height, width = scores.shape[-3:]
-        scores = scores.reshape(batch, scale_factor, scale_factor, taps, height, width)
-        scores = scores.permute(0, 3, 4, 1, 5, 2).reshape(batch, taps, full_h, full_w)
-        return scores[..., :out_h, :out_w]
 
 
 @register_upsampler
@@ -249,14 +219,18 @@ class SemiShiftUp(FADE):
 
 @register_upsampler
 class FADEECCV(FADE):
-    """FADE, conference version (Lu et al., ECCV 2022; authors' ``FADE_H2L.FADE``).
+    """FADE, conference version (Lu et al., ECCV 2022; authors' root ``FADE_H2L.FADE``).
 
-    Same gate and reassembly as :class:`FADE`; the encoder branch of the kernels is the four-phase
-    stride-2 convolution of :class:`StridedSemiShift`, defined for ``scale_factor=2`` only.
-    Arguments and shapes as :class:`FADE`.
+    The same function as :class:`FADE` (see :class:`ConferenceSemiShift`); it differs in the
+    authors' parameter names (``kernel_generator.conv1_en`` ...; :mod:`mmdynup.converters.fade`
+    renames them) and in the initialisation. ``scale_factor`` must be 2: the conference code
+    hard-codes it (four padded copies, stride 2, gate upsampled x2). The authors' file runs only
+    square inputs with a guide of exactly twice the input size (it reshapes the padded copies with
+    the low-resolution height for both sides); this module computes the same function on any
+    size, as :class:`FADE` does. Arguments and shapes as :class:`FADE`.
     """
 
-    kernel_generator_class = StridedSemiShift
+    kernel_generator_class = ConferenceSemiShift
 
     def __init__(self, in_channels: int, scale_factor: int = 2,
                  guide_channels: Optional[int] = None, up_kernel_size: int = 5,
@@ -267,4 +241,3 @@ class FADEECCV(FADE):
                              f'scales')
         super().__init__(in_channels, scale_factor, guide_channels, up_kernel_size, gating,
                          embedding_dim)
-

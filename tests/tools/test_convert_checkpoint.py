@@ -43,7 +43,7 @@ def _eccv_fade_record(path):
                 key = official + key[len(our_prefix):]
                 break
         official_state[key] = value.clone()
-    torch.save(dict(official='FADE_H2L.FADE (pure PyTorch)',
+    torch.save(dict(official='FADE_H2L.FADE',
                     kwargs=dict(in_channels_en=8, scale=2), state_dict=official_state), path)
     return ours
 
@@ -82,7 +82,7 @@ def test_convert_renamed_record_loads_into_our_module(tool, tmp_path):
     ours = _eccv_fade_record(record)
     assert tool.main([str(record), str(output)]) == 0
     converted = torch.load(output, weights_only=True)
-    assert converted['meta']['source'] == 'FADE_H2L.FADE (pure PyTorch)'
+    assert converted['meta']['source'] == 'FADE_H2L.FADE'
     assert 'official' in converted['meta']['detection']
     fresh = FADEECCV(8, scale_factor=2, guide_channels=8)
     fresh.load_state_dict(converted['state_dict'], strict=True)
@@ -127,7 +127,7 @@ def test_refuses_a_checkpoint_of_another_model(tool, tmp_path):
         tool.main([str(record), str(tmp_path / 'out.pth'), '--source', 'dysample.DySample'])
     message = str(error.value)
     assert "expects a record {\"official\": 'dysample.DySample'" in message
-    assert "found a record of 'FADE_H2L.FADE (pure PyTorch)'" in message
+    assert "found a record of 'FADE_H2L.FADE'" in message
     assert not (tmp_path / 'out.pth').exists()
 
 

@@ -7,8 +7,11 @@ import torch.nn.functional as F
 from torch.autograd import gradcheck
 
 from mmdynup import build_upsampler
-from mmdynup.converters.fade import convert_fade, convert_semi_shift_up
+from mmdynup.converters import official_sources
+from mmdynup.converters.fade import ECCV_RENAMES, convert_fade, convert_semi_shift_up
+from mmdynup.converters.official import rename_keys
 from mmdynup.upsamplers.fade import FADE, FADEECCV, FADELite, SemiShiftUp
+from tests.conftest import reference_dir, skip_without_reference
 
 CLASSES = [FADE, FADELite, SemiShiftUp, FADEECCV]
 
@@ -29,22 +32,22 @@ def reassemble_repeated(x, kernels, kernel_size, scale_factor):
 
 
 def eccv_encoder_scores(generator, compressed_guide, low_res_size):
-    """FADE_H2L's encoder branch, phase by phase: phase p takes channel c from concatenated channel
-    4c + p of the four padded copies, then a stride-2 conv; phase p fills pixels (2i + p // 2,
-    2j + p % 2). The guide is zero-extended to 2H x 2W first (a smaller output size)."""
+    """The authors' FADE_H2L encoder branch: four copies of the compressed guide, zero-padded by one
+    pixel top-left / top-right / bottom-left / bottom-right, concatenated and cut back into four
+    groups of E channels; a stride-2 3x3 conv of copy q fills sub-pixel phase q, pixels
+    (2i + q // 2, 2j + q % 2). The guide is zero-extended to 2H x 2W first (a smaller output)."""
     height, width = low_res_size
-    embedding = compressed_guide.shape[1]
+    batch, embedding = compressed_guide.shape[:2]
     compressed_guide = F.pad(compressed_guide, [0, 2 * width - compressed_guide.shape[-1],
                                                 0, 2 * height - compressed_guide.shape[-2]])
     copies = torch.cat([F.pad(compressed_guide, padding) for padding in
                         ([1, 0, 1, 0], [0, 1, 1, 0], [1, 0, 0, 1], [0, 1, 0, 1])], dim=1)
+    copies = copies.view(batch * 4, embedding, 2 * height + 1, 2 * width + 1)
     weight, bias = generator.content_encoder.weight, generator.content_encoder.bias
-    scores = compressed_guide.new_zeros(compressed_guide.shape[0], weight.shape[0],
-                                        2 * height, 2 * width)
+    phases = F.conv2d(copies, weight, bias, stride=2).view(batch, 4, -1, height, width)
+    scores = compressed_guide.new_zeros(batch, weight.shape[0], 2 * height, 2 * width)
     for phase in range(4):
-        channels = [4 * channel + phase for channel in range(embedding)]
-        phase_scores = F.conv2d(copies[:, channels], weight, bias, stride=2)
-        scores[:, :, phase // 2::2, phase % 2::2] = phase_scores
+        scores[:, :, phase // 2::2, phase % 2::2] = phases[:, phase]
     return scores
 
 
@@ -123,14 +126,35 @@ def test_fade_without_gating_is_semi_shift_up():
     torch.testing.assert_close(fade(x, guide), semi_shift_up(x, guide))
 
 
-def test_eccv_differs_from_a_plain_3x3_encoder_convolution():
-    """The authors' channel/phase regrouping matters (the fixtures pin it; see StridedSemiShift)."""
+def test_eccv_is_the_journal_function_with_its_own_initialisation():
+    """FADE_H2L's four-phase encoder branch is the journal 3x3 convolution (the reference above
+    computes it phase by phase); the classes differ in the content encoder's initialisation."""
     eccv = randomise(FADEECCV(4, embedding_dim=6)).double()
     journal = FADE(4, embedding_dim=6).double()
     journal.load_state_dict(eccv.state_dict())
     x = torch.randn(1, 4, 3, 4, dtype=torch.float64)
     guide = torch.randn(1, 4, 6, 8, dtype=torch.float64)
-    assert not torch.allclose(eccv(x, guide), journal(x, guide))
+    torch.testing.assert_close(eccv(x, guide), journal(x, guide), rtol=0, atol=0)
+    torch.testing.assert_close(journal(x, guide), fade_reference(eccv, x, guide))
+    assert type(eccv.ker_generator) is not type(journal.ker_generator)
+
+
+def test_only_the_authors_eccv_form_converts():
+    """The third-party port (pytorch_implementation/FADE_H2L.py) computes another function: no
+    converter accepts its records."""
+    sources = official_sources()
+    assert 'FADE_H2L.FADE' in sources
+    assert 'FADE_H2L.FADE (pure PyTorch)' not in sources
+
+
+@skip_without_reference('fade_eccv')
+def test_authors_eccv_record_is_the_journal_fade_under_a_key_rename():
+    """The statement of fade_eccv/README.md: the conference record through FADE_L2H.FADE."""
+    record = torch.load(reference_dir() / 'fade_eccv' / 'fade_eccv_authors.pt', weights_only=True)
+    state_dict, _ = rename_keys(record['state_dict'], ECCV_RENAMES)
+    journal = convert_fade(record['kwargs'], state_dict).module.double()
+    output = journal(record['inputs']['de'].double(), record['inputs']['en'].double())
+    torch.testing.assert_close(output, record['output'].double(), atol=1e-10, rtol=1e-8)
 
 
 @pytest.mark.parametrize('cls', CLASSES)
@@ -194,8 +218,11 @@ def test_initialisation():
     expected_std = math.sqrt(2 / (64 * 9 + 25 * 9))
     assert abs(weight.std().item() - expected_std) < 0.1 * expected_std
     assert not eccv.content_encoder.bias.any()
-    # PyTorch's default conv init for the ECCV compressors: uniform within 1 / sqrt(fan_in).
-    assert eccv.compressor_en.weight.abs().max() <= 1 / math.sqrt(256)
+    # mmcv's xavier_init (uniform) for the ECCV compressors, as in FADE_H2L.
+    for compressor in (eccv.compressor_en, eccv.compressor_de):
+        bound = math.sqrt(6 / (256 + 64))
+        assert 0.9 * bound < compressor.weight.abs().max() <= bound
+    assert not eccv.compressor_en.bias.any()
 
 
 @pytest.mark.parametrize('cls, arguments, error, names', [

@@ -1,3 +1,3 @@
-# FADE, conference form (Lu et al., ECCV 2022; FADE_H2L.FADE): a four-phase stride-2 encoder
-# branch instead of the semi-shift convolution. Guided.
+# FADE, conference form (Lu et al., ECCV 2022; the authors' FADE_H2L.FADE): the journal FADE's
+# function with the conference initialisation, scale 2 only. Guided.
 upsample_cfg = dict(type='FADEECCV')
