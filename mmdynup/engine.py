@@ -18,6 +18,8 @@ import torch
 from mmengine.config import Config
 from mmengine.logging.history_buffer import HistoryBuffer
 
+from .compat import add_safe_globals
+
 
 def mmengine_checkpoint_globals() -> List[object]:
     """The exact non-tensor globals an mmengine checkpoint pickles (found by
@@ -39,7 +41,7 @@ def mmengine_checkpoint_globals() -> List[object]:
 
 def allow_mmengine_checkpoints() -> None:
     """Allow-list :func:`mmengine_checkpoint_globals` for ``torch.load(weights_only=True)``."""
-    torch.serialization.add_safe_globals(mmengine_checkpoint_globals())
+    add_safe_globals(mmengine_checkpoint_globals())
 
 
 def add_launcher_arguments(parser: argparse.ArgumentParser) -> None:

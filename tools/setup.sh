@@ -3,7 +3,8 @@
 #
 #   bash tools/setup.sh            # create / complete .venv (a second run takes well under 2 min)
 #
-# Versions come from pyproject.toml (the one place they are pinned). mmcv's compiled ops are
+# Exact versions come from requirements/lock.txt (pip -c; pyproject.toml states the supported
+# ranges). mmcv's compiled ops are
 # built once from the PyPI sdist and the wheel is cached outside the repository in
 # $MMDYNUP_WHEEL_CACHE (default ~/.cache/mmdynup/wheels), keyed by mmcv, torch and Python versions.
 set -euo pipefail
@@ -27,14 +28,14 @@ free_gb=$(df -Pk "$REPO_ROOT" | awk 'NR==2 {print int($4 / 1048576)}')
 [ "$free_gb" -ge "$MIN_FREE_GB" ] \
   || die "only ${free_gb} GB free on the disk holding $REPO_ROOT; need ${MIN_FREE_GB} GB (venv + mmcv build)"
 
-# Versions pinned in pyproject.toml.
-read_pin() {  # read_pin <package> -> version pinned in [project].dependencies
-  "$PYTHON_BIN" - "$REPO_ROOT/pyproject.toml" "$1" <<'EOF'
-import re, sys
-text = open(sys.argv[1]).read()
-match = re.search(r'"' + re.escape(sys.argv[2]) + r'==([^"]+)"', text)
-sys.exit(f'{sys.argv[2]} is not pinned with == in pyproject.toml') if not match else print(match.group(1))
-EOF
+# Exact versions: requirements/lock.txt, installed as pip constraints everywhere below.
+LOCK="$REPO_ROOT/requirements/lock.txt"
+[ -f "$LOCK" ] || die "$LOCK is missing (the exact versions CI installs)"
+read_pin() {  # read_pin <package> -> its version in requirements/lock.txt
+  local line
+  line=$(grep -i -E "^$1==" "$LOCK" | head -n1)
+  [ -n "$line" ] || die "$1 is not pinned with == in $LOCK"
+  echo "${line#*==}"
 }
 read_build_requires() {
   "$PYTHON_BIN" - "$REPO_ROOT/pyproject.toml" <<'EOF'
@@ -46,16 +47,17 @@ EOF
 }
 TORCH_VERSION=$(read_pin torch)
 MMCV_VERSION=$(read_pin mmcv)
-BUILD_REQUIRES="setuptools==$(read_pin setuptools) $(read_build_requires)"
+SETUPTOOLS_VERSION=$(read_pin setuptools)
+BUILD_REQUIRES="setuptools==$SETUPTOOLS_VERSION $(read_build_requires)"
 
 # The local CPU wheel of torch, where the machine has one, so pip never resolves a CUDA build.
-PIP_ARGS=(--disable-pip-version-check)
+PIP_ARGS=(--disable-pip-version-check --constraint "$LOCK")
 for links in /opt/wheels ${MMDYNUP_FIND_LINKS:-}; do
   [ -d "$links" ] && PIP_ARGS+=(--find-links "$links")
 done
 
 # --- fast path: nothing changed since the last complete run -----------------------------------
-fingerprint=$(cat "$REPO_ROOT/pyproject.toml" "$0" | sha256sum | cut -c1-16)
+fingerprint=$(cat "$REPO_ROOT/pyproject.toml" "$LOCK" "$0" | sha256sum | cut -c1-16)
 if [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$fingerprint" ] \
    && "$VENV/bin/python" -c 'import mmdynup, mmcv.ops, mmseg, mmdet' 2>/dev/null; then
   say "environment is up to date ($VENV)"
@@ -85,7 +87,16 @@ pip_run install -q "mmengine==$(read_pin mmengine)" "numpy==$(read_pin numpy)" \
 
 # --- mmcv with compiled ops, built once and cached ---------------------------------------------
 py_tag=$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
-cache_dir="$WHEEL_CACHE/mmcv-$MMCV_VERSION-torch-$TORCH_VERSION-$py_tag"
+# CUDA ops where torch is a CUDA build, a GPU is visible and nvcc exists; CPU ops otherwise.
+torch_cuda=$("$PY" -c 'import torch; print(torch.version.cuda if torch.version.cuda and torch.cuda.is_available() else "")')
+if [ -n "$torch_cuda" ] && command -v nvcc >/dev/null; then
+  FORCE_CUDA=1; ops_tag="-cu${torch_cuda//./}"
+  say "CUDA $torch_cuda with a GPU and nvcc: mmcv gets CUDA ops"
+else
+  FORCE_CUDA=0; ops_tag=""
+  [ -n "$torch_cuda" ] && say "torch has CUDA $torch_cuda but nvcc is not on PATH: mmcv gets CPU ops only"
+fi
+cache_dir="$WHEEL_CACHE/mmcv-$MMCV_VERSION-torch-$TORCH_VERSION-$py_tag$ops_tag"
 mkdir -p "$cache_dir"
 if "$PY" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$MMCV_VERSION'" 2>/dev/null; then
   say "mmcv $MMCV_VERSION with ops already installed"
@@ -103,7 +114,7 @@ else
       cd "$build_dir"
       pip_run download -q --no-deps --no-binary :all: --no-build-isolation \
         "mmcv==$MMCV_VERSION" -d .
-      MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS="$jobs" \
+      MMCV_WITH_OPS=1 FORCE_CUDA=$FORCE_CUDA MAX_JOBS="$jobs" \
         pip_run wheel --no-build-isolation --no-deps -v ./mmcv-"$MMCV_VERSION".tar.gz -w "$build_dir/dist"
     ) >"$log" 2>&1; then
       echo "----- last 40 lines of $log -----" >&2
@@ -121,7 +132,7 @@ else
   pip_run install -q --no-deps "$wheel"
 fi
 
-# --- the rest, pinned by pyproject.toml ---------------------------------------------------------
+# --- the rest, at the versions of requirements/lock.txt ---------------------------------------------------------
 say "installing mmsegmentation, mmdet, mmdynup (-e .[test]) and their pinned dependencies"
 pip_run install -q -e "$REPO_ROOT[test]"
 "$PY" -c 'import mmdynup, mmcv.ops, mmseg, mmdet' \

@@ -42,6 +42,8 @@ from typing import Iterator, Optional, Tuple
 import torch
 from torch import Tensor
 
+from ..compat import get_autocast_dtype, is_autocast_enabled, is_compiling
+
 #: Names accepted by ``impl`` arguments and :func:`use_implementation`.
 IMPLEMENTATIONS = ('auto', 'reference', 'tiled', 'triton')
 
@@ -78,7 +80,7 @@ def active_implementation() -> str:
 def is_exporting() -> bool:
     """True while ``torch.compile`` / ``torch.export`` (dynamo), ``torch.jit`` tracing or
     scripting, or ONNX export runs."""
-    if torch.compiler.is_compiling():
+    if is_compiling():
         return True
     if torch.jit.is_tracing() or torch.jit.is_scripting():
         return True
@@ -110,7 +112,7 @@ def resolve_implementation(impl: Optional[str], *tensors: Tensor) -> str:
     """
     if impl is not None:
         check_implementation(impl)
-    if torch.compiler.is_compiling():
+    if is_compiling():
         # Dynamo cannot read context variables, and graphs should hold plain ops: only an
         # explicit ``impl`` overrides the reference here.
         return 'reference' if impl in (None, 'auto') else impl
@@ -135,9 +137,9 @@ def autocast_inputs(*tensors: Tensor) -> Tuple[Tensor, ...]:
     also what the reference's ``einsum`` does under autocast, so both give the same dtype.
     """
     device_type = tensors[0].device.type
-    if not torch.is_autocast_enabled(device_type):
+    if not is_autocast_enabled(device_type):
         return tensors
-    dtype = torch.get_autocast_dtype(device_type)
+    dtype = get_autocast_dtype(device_type)
     return tuple(tensor.to(dtype) if tensor.is_floating_point() else tensor
                  for tensor in tensors)
 

@@ -54,6 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..compat import is_autocast_enabled
 from .dispatch import (autocast_disabled, autocast_inputs, resolve_implementation,
                        triton_kernels)
 
@@ -89,7 +90,7 @@ def check_reassembly_arguments(x: Tensor, kernels: Tensor, kernel_size: int,
     if not x.is_floating_point() or not kernels.is_floating_point() or x.device != kernels.device:
         raise TypeError(f'x ({x.dtype}, {x.device}) and kernels ({kernels.dtype}, '
                         f'{kernels.device}) must be floating point on the same device')
-    if x.dtype != kernels.dtype and not torch.is_autocast_enabled(x.device.type):
+    if x.dtype != kernels.dtype and not is_autocast_enabled(x.device.type):
         raise TypeError(f'x ({x.dtype}) and kernels ({kernels.dtype}) must have the same dtype '
                         f'(outside autocast)')
     batch, channels, height, width = x.shape
