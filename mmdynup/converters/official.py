@@ -164,3 +164,4 @@ def _load_families() -> None:
         from . import segformer_authors  # noqa: F401
     if importlib.util.find_spec('mmdet') is not None:
         from . import detection_fork  # noqa: F401
+        from . import mmdet_carafe  # noqa: F401

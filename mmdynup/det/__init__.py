@@ -1,4 +1,6 @@
-"""MMDetection adapters: FPN necks whose top-down path takes any upsampler."""
+"""MMDetection adapters: FPN necks (mmdet's ``FPN`` and ``FPN_CARAFE`` topologies) whose top-down
+path takes any upsampler."""
 from .fpn import FPNWithUpsampler, added_parameters, upsampler_config
+from .fpn_carafe import FPNCARAFEWithUpsampler
 
-__all__ = ['FPNWithUpsampler', 'added_parameters', 'upsampler_config']
+__all__ = ['FPNWithUpsampler', 'FPNCARAFEWithUpsampler', 'added_parameters', 'upsampler_config']

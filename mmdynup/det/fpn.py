@@ -30,7 +30,7 @@ UPSAMPLER_INITS = ('neck', 'own')
 EXTRA_CONV_SOURCES = ('on_input', 'on_lateral', 'on_output')
 
 
-def upsampler_config(upsample_cfg: Optional[Mapping]) -> dict:
+def upsampler_config(upsample_cfg: Optional[Mapping], owner: str = 'FPNWithUpsampler') -> dict:
     """A neck's ``upsample_cfg`` as a plain dict; ``None`` is mmdet's default (nearest).
 
     mmdet's own ``FPN`` takes ``F.interpolate`` arguments under the same key; that form (with
@@ -40,22 +40,22 @@ def upsampler_config(upsample_cfg: Optional[Mapping]) -> dict:
     if upsample_cfg is None:
         return dict(type='NearestUpsample')
     if not isinstance(upsample_cfg, Mapping):
-        raise TypeError(f'FPNWithUpsampler: upsample_cfg must be a dict such as '
-                        f'dict(type="DySample"), or None for nearest (mmdet FPN); got '
+        raise TypeError(f'{owner}: upsample_cfg must be a dict such as '
+                        f'dict(type="DySample"), or None for nearest; got '
                         f'{upsample_cfg!r} ({type(upsample_cfg).__name__})')
     if 'mode' in upsample_cfg:
         raise ValueError(
-            f'FPNWithUpsampler: upsample_cfg={dict(upsample_cfg)!r} holds mmdet FPN\'s '
+            f'{owner}: upsample_cfg={dict(upsample_cfg)!r} holds mmdet FPN\'s '
             f'F.interpolate argument "mode"; this neck takes an upsampler config such as '
             f'dict(type="NearestUpsample") or dict(type="DySample"). If a base config sets '
             f'upsample_cfg, replace it: upsample_cfg=dict(_delete_=True, type=...)')
     return dict(upsample_cfg)
 
 
-def check_fpn_arguments(in_channels, num_outs, start_level, end_level, add_extra_convs) -> None:
-    """The conditions mmdet's ``FPN`` asserts (without a message), as errors that name the
-    argument."""
-    owner = 'FPNWithUpsampler'
+def check_fpn_arguments(in_channels, num_outs, start_level, end_level, add_extra_convs=False,
+                        owner: str = 'FPNWithUpsampler') -> None:
+    """The conditions mmdet's ``FPN`` (and ``FPN_CARAFE``) asserts without a message, as errors
+    that name the argument."""
     if not isinstance(in_channels, list) or not in_channels:
         raise TypeError(f'{owner}: in_channels must be a non-empty list of ints (channels per '
                         f'backbone level), got {in_channels!r}')
@@ -80,8 +80,48 @@ def check_fpn_arguments(in_channels, num_outs, start_level, end_level, add_extra
                          f'= {end_level - start_level + 1} when end_level is not the last level')
 
 
+class TopDownUpsamplers:
+    """What every mmdynup FPN neck adds to its mmdet host: ``upsamplers`` (one per top-down step,
+    all at ``out_channels``), the top-down merges through :meth:`Upsampler.merge`, and the
+    ``upsampler_init`` choice. Mixed in before the mmdet neck class, whose constructor builds the
+    convs."""
+
+    def build_upsamplers(self, cfg: dict, upsampler_init: str, steps: int,
+                         channels: int) -> None:
+        owner = type(self).__name__
+        if upsampler_init not in UPSAMPLER_INITS:
+            raise ValueError(f'{owner}: upsampler_init must be one of {UPSAMPLER_INITS} '
+                             f'(\'neck\': the neck\'s Xavier init also over the upsamplers, as '
+                             f'the authors\' fork; \'own\': the upsampler\'s paper init), got '
+                             f'{upsampler_init!r}')
+        self.upsample_cfg = cfg
+        self.upsampler_init = upsampler_init
+        # Step i - 1 merges level i into level i - 1; only these steps exist (no spare ones).
+        self.upsamplers = nn.ModuleList(
+            build_head_upsampler(cfg, 'upsample_cfg', owner, in_channels=channels,
+                                 guide_channels=channels)
+            for _ in range(steps))
+
+    def init_weights(self) -> None:
+        """The mmdet neck's init; with ``upsampler_init='own'`` the upsamplers' own
+        initialisation is restored afterwards."""
+        if self.upsampler_init == 'neck':
+            super().init_weights()
+            return
+        own = {name: tensor.clone() for name, tensor in self.upsamplers.state_dict().items()}
+        super().init_weights()
+        self.upsamplers.load_state_dict(own)
+
+    def top_down(self, laterals: List[Tensor]) -> List[Tensor]:
+        """Merge every level into the next finer one, coarsest first (returns a new list)."""
+        merged = list(laterals)
+        for level in range(len(merged) - 1, 0, -1):
+            merged[level - 1] = self.upsamplers[level - 1].merge(merged[level], merged[level - 1])
+        return merged
+
+
 @MODELS.register_module()
-class FPNWithUpsampler(FPN):
+class FPNWithUpsampler(TopDownUpsamplers, FPN):
     """FPN whose top-down path upsamples with ``upsample_cfg`` (any mmdynup upsampler).
 
     One upsampler per top-down step, ``upsamplers[i - 1]`` merging level ``i`` into ``i - 1``
@@ -120,36 +160,9 @@ class FPNWithUpsampler(FPN):
         check_fpn_arguments(in_channels, num_outs, fpn_kwargs.get('start_level', 0),
                             fpn_kwargs.get('end_level', -1),
                             fpn_kwargs.get('add_extra_convs', False))
-        if upsampler_init not in UPSAMPLER_INITS:
-            raise ValueError(f'FPNWithUpsampler: upsampler_init must be one of {UPSAMPLER_INITS} '
-                             f'(\'neck\': Xavier like the other convs, as the authors\' fork; '
-                             f'\'own\': the upsampler\'s paper init), got {upsampler_init!r}')
         cfg = upsampler_config(upsample_cfg)
         super().__init__(in_channels, out_channels, num_outs, **fpn_kwargs)
-        self.upsample_cfg = cfg
-        self.upsampler_init = upsampler_init
-        # Step i - 1 merges level i into level i - 1; only these steps exist (no spare ones).
-        self.upsamplers = nn.ModuleList(
-            build_head_upsampler(cfg, 'upsample_cfg', type(self).__name__,
-                                 in_channels=out_channels, guide_channels=out_channels)
-            for _ in range(len(self.lateral_convs) - 1))
-
-    def init_weights(self) -> None:
-        """mmdet's init (``init_cfg``); with ``upsampler_init='own'`` the upsamplers' own
-        initialisation is restored afterwards."""
-        if self.upsampler_init == 'neck':
-            super().init_weights()
-            return
-        own = {name: tensor.clone() for name, tensor in self.upsamplers.state_dict().items()}
-        super().init_weights()
-        self.upsamplers.load_state_dict(own)
-
-    def top_down(self, laterals: List[Tensor]) -> List[Tensor]:
-        """Merge every level into the next finer one, coarsest first (returns a new list)."""
-        merged = list(laterals)
-        for level in range(len(merged) - 1, 0, -1):
-            merged[level - 1] = self.upsamplers[level - 1].merge(merged[level], merged[level - 1])
-        return merged
+        self.build_upsamplers(cfg, upsampler_init, len(self.lateral_convs) - 1, out_channels)
 
     def pyramid_outputs(self, inputs: Sequence[Tensor], laterals: List[Tensor]) -> tuple:
         """3x3 ``fpn_convs`` on the merged laterals, then the extra levels of mmdet's ``FPN``
@@ -192,4 +205,4 @@ def added_parameters(neck: nn.Module) -> int:
     return sum(parameter.numel() for parameter in upsamplers.parameters())
 
 
-__all__ = ['FPNWithUpsampler', 'upsampler_config', 'added_parameters']
+__all__ = ['FPNWithUpsampler', 'TopDownUpsamplers', 'upsampler_config', 'added_parameters']

@@ -11,9 +11,9 @@ from mmdynup.converters.detection_fork import convert_detection_fork
 from mmdynup.converters.fork_upsamplers import convert_fork_upsample_cfg
 from mmdynup.det import FPNWithUpsampler
 from tests.conftest import reference_dir, reference_files, skip_without_reference
+from tests.det.neck_records import assert_neck_reproduces_record
 
 FILES = [path for path in reference_files('integration') if path.stem.startswith('det_')]
-ATOL, RTOL = 1e-10, 1e-8
 OFFICIAL = {'repo': 'tiny-smart/detection-with-upsamplers', 'cls': 'FPN_UPSAMPLE'}
 FORK_KWARGS = dict(in_channels=[8, 8, 16, 16], out_channels=8, num_outs=5)
 EXTRACONVS = reference_dir() / 'integration' / 'det_fpn_dysample_plus_extraconvs.pt'
@@ -27,28 +27,9 @@ def _load(path):
 @pytest.mark.parametrize('path', FILES, ids=[path.stem for path in FILES])
 def test_reproduces_the_forks_neck(path):
     record = _load(path)
+    assert_neck_reproduces_record(record, FPNWithUpsampler)
     neck = build_from_official(record['official'], record['kwargs'], record['state_dict'])
-    assert isinstance(neck, FPNWithUpsampler) and next(neck.parameters()).dtype == torch.float64
-    inputs = [tensor.detach().clone().requires_grad_(True) for tensor in record['inputs']]
-    outputs = neck.forward(tuple(inputs))
-    assert len(outputs) == len(record['output'])
-    for level, (output, expected) in enumerate(zip(outputs, record['output'])):
-        torch.testing.assert_close(output, expected, atol=ATOL, rtol=RTOL,
-                                   msg=lambda m: f'output level {level}: {m}')
-
-    torch.autograd.backward(list(outputs), list(record['grad_output']))
-    for index, (tensor, expected) in enumerate(zip(inputs, record['grads'])):
-        torch.testing.assert_close(tensor.grad, expected, atol=ATOL, rtol=RTOL,
-                                   msg=lambda m: f'input gradient {index}: {m}')
-    official_names = convert_official(record['official'], record['kwargs'],
-                                      record['state_dict']).official_names
-    ours = {official_names[name]: parameter.grad for name, parameter in neck.named_parameters()}
-    assert set(ours) == set(record['param_grads']), \
-        'our parameters must be exactly the fork\'s parameters that forward uses'
-    for name, expected in record['param_grads'].items():
-        assert ours[name] is not None, f'{name} received no gradient'
-        torch.testing.assert_close(ours[name], expected, atol=ATOL, rtol=RTOL,
-                                   msg=lambda m: f'parameter gradient {name}: {m}')
+    assert isinstance(neck, FPNWithUpsampler)
 
 
 @skip_without_reference('integration')
