@@ -82,6 +82,8 @@ class FCNMaskHeadWithUpsampler(FCNMaskHead):
         """RoI features (N, C, h, w) -> mask logits (N, num_classes or 1, s h, s w)."""
         for conv in self.convs:
             x = conv(x)
+        if x.shape[0] == 0:  # no positive RoI in the batch: nothing to upsample, keep the shape
+            return self.conv_logits(F.interpolate(x, scale_factor=self.scale_factor))
         # The head has no finer feature: guided operators read their own input, enlarged.
         guide = (F.interpolate(x, scale_factor=self.scale_factor, mode='nearest')
                  if self.upsample.requires_guide else None)

@@ -51,6 +51,8 @@ def test_any_upsampler_gives_28x28_logits_and_gradients(name):
     out.sum().backward()
     missing = [n for n, p in head.upsample.named_parameters() if p.grad is None]
     assert not missing, missing
+    # A batch without positive RoIs (mmdet then still calls the head) keeps the shape.
+    assert head(torch.randn(0, 16, 14, 14)).shape == (0, 3, 28, 28)
 
 
 def test_guided_upsampler_is_guided_by_its_input_enlarged_by_nearest():
