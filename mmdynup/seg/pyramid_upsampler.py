@@ -12,6 +12,12 @@ coarsest source first::
 
 (FADE's ``upsamplers[0..2]`` take c4 to 1/16, 1/8, 1/4 guided by c3, c2, c1; ``[3..4]`` take c3
 to 1/8, 1/4 guided by c2, c1; ``[5]`` takes c2 to 1/4 guided by c1.)
+
+Operators that declare ``concatenates_pyramid`` (FreqFusion, Chen et al., TPAMI 2024: the
+concatenating form of its README for SegFormer / SegNeXt heads) instead take L - 1 steps, one per
+target level, coarsest first: step t upsamples the concatenation of all coarser levels
+((L - 1 - t) x channels) to level t and ``merge_concatenated`` puts level t (which the operator may
+transform) in front of it; the result is split back into L levels.
 """
 from __future__ import annotations
 
@@ -21,7 +27,8 @@ from mmseg.models.utils import resize
 from torch import Tensor, nn
 
 from ..upsamplers.base import check_positive_int
-from ..upsamplers.host_config import build_head_upsampler, upsample_like
+from ..upsamplers.host_config import (build_head_upsampler, resolve_upsampler_class,
+                                      upsample_like)
 
 
 def cascade_steps(num_levels: int) -> List[Tuple[int, int]]:
@@ -29,6 +36,14 @@ def cascade_steps(num_levels: int) -> List[Tuple[int, int]]:
     return [(source, target)
             for source in range(num_levels - 1, 0, -1)
             for target in range(source - 1, -1, -1)]
+
+
+def concatenates_pyramid(upsample_cfg: Optional[Mapping], key: str, owner: str) -> bool:
+    """Whether ``upsample_cfg`` names an operator with ``concatenates_pyramid`` (a config
+    without a resolvable type is left to :func:`build_head_upsampler` to report)."""
+    if not isinstance(upsample_cfg, Mapping) or 'type' not in upsample_cfg:
+        return False
+    return resolve_upsampler_class(upsample_cfg['type'], key, owner).concatenates_pyramid
 
 
 class PyramidUpsampler(nn.Module):
@@ -47,7 +62,8 @@ class PyramidUpsampler(nn.Module):
         owner: class name of the owning head (for error messages).
 
     Shapes: a sequence of L tensors (B, channels, H_j, W_j), level 0 the largest, each
-    ``H_{j-1} <= 2 H_j`` -> a list of L tensors (B, channels, H_0, W_0) (level 0 unchanged).
+    ``H_{j-1} <= 2 H_j`` -> a list of L tensors (B, channels, H_0, W_0) (level 0 unchanged,
+    except by a concatenating operator, which enhances every level it lands on).
     """
 
     def __init__(self, num_levels: int, channels: int,
@@ -59,8 +75,18 @@ class PyramidUpsampler(nn.Module):
         self.interpolate_mode = interpolate_mode
         self.align_corners = align_corners
         self.steps = cascade_steps(self.num_levels)
+        self.channels = channels
+        self.concatenating = concatenates_pyramid(upsample_cfg, key, owner)
         if upsample_cfg is None:
             self.upsamplers = None
+        elif self.concatenating:
+            # Step t: the (L - 1 - t) coarser levels, concatenated, to level t (coarsest first).
+            self.steps = [(target + 1, target) for target in range(self.num_levels - 2, -1, -1)]
+            self.upsamplers = nn.ModuleList(
+                build_head_upsampler(upsample_cfg, key, owner,
+                                     in_channels=(self.num_levels - 1 - target) * channels,
+                                     guide_channels=channels, scale_factor=2)
+                for _, target in self.steps)
         else:
             self.upsamplers = nn.ModuleList(
                 build_head_upsampler(upsample_cfg, key, owner, in_channels=channels,
@@ -81,6 +107,11 @@ class PyramidUpsampler(nn.Module):
             return [levels[0]] + [resize(level, size=size, mode=self.interpolate_mode,
                                          align_corners=self.align_corners)
                                   for level in levels[1:]]
+        if self.concatenating:
+            stack = levels[-1]
+            for (_, target), upsampler in zip(self.steps, self.upsamplers):
+                stack = upsampler.merge_concatenated(stack, levels[target])
+            return list(stack.split(self.channels, dim=1))
         resized = list(levels)
         # A source's steps are consecutive, finest target last: resized[source] climbs in place.
         for (source, target), upsampler in zip(self.steps, self.upsamplers):

@@ -71,6 +71,17 @@ CASES = [
              "build_upsampler(dict(type='A2U', in_channels=48))", ValueError,
              'guide_channels=48 must be a multiple of 32: A2U normalises its encoder filters with '
              'GroupNorm(32); use 32 or 64 channels'),
+    BadInput('argument', 'FreqFusion at 4x',
+             "build_upsampler(dict(type='FreqFusion', in_channels=64, scale_factor=4))",
+             ValueError, 'FreqFusion with semi_conv or feature_resample fuses a level with the one '
+                         'of twice its size, so scale_factor must be 2, got 4; use '
+                         'semi_conv=False, feature_resample=False for other ratios'),
+    BadInput('argument', 'FreqFusion without high pass on its default path',
+             "build_upsampler(dict(type='FreqFusion', in_channels=64, use_high_pass=False))",
+             ValueError, 'use_high_pass=False needs comp_feat_upsample=False or semi_conv=False: '
+                         'the default path upsamples the low-pass logits with the '
+                         "high-pass-enhanced guide (the authors' code raises NotImplementedError "
+                         'here)'),
     BadInput('argument', 'zero channels', 'CARAFE(0)', ValueError,
              'in_channels must be an integer >= 1, got 0'),
     BadInput('argument', 'integer as a string', "CARAFE(64, up_group='2')", TypeError,

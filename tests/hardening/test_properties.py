@@ -32,14 +32,14 @@ NEEDS_TRITON = pytest.mark.skipif(not (torch.cuda.is_available() and triton_avai
                                   reason='the Triton kernels need a CUDA device and triton')
 #: Upsamplers whose result goes through the dispatched ops (reassembly, local similarity).
 DISPATCHED = ['CARAFE', 'FADE', 'FADEECCV', 'FADELite', 'SemiShiftUp', 'SAPAI', 'SAPAB', 'SAPAG',
-              'SAPABase', 'A2U']
+              'SAPABase', 'A2U', 'FreqFusion']
 
 
 def upsampler_config(name: str, scale_factor: int, channels: int) -> dict:
     """A small build of ``name`` that accepts ``scale_factor`` and ``channels``."""
     config = dict(type=name, in_channels=channels, scale_factor=scale_factor,
                   guide_channels=channels)
-    if name in ('CARAFE',):
+    if name in ('CARAFE', 'FreqFusion'):
         config.update(compressed_channels=8)
     if name in ('FADE', 'FADEECCV', 'SemiShiftUp', 'SAPAB', 'SAPAG'):
         config.update(embedding_dim=8)
@@ -63,7 +63,7 @@ def channels_for(name: str, scale_factor: int) -> int:
 @st.composite
 def upsampler_cases(draw, names=tuple(UPSAMPLERS)):
     name = draw(st.sampled_from(names))
-    scale_factor = 2 if name in ('FADEECCV', 'IndexNet', 'A2U') else draw(st.integers(2, 4))
+    scale_factor = 2 if name in ('FADEECCV', 'IndexNet', 'A2U', 'FreqFusion') else draw(st.integers(2, 4))
     height, width = draw(st.integers(1, 5)), draw(st.integers(1, 5))
     out_h = draw(st.integers(1, scale_factor * height))
     out_w = draw(st.integers(1, scale_factor * width))

@@ -216,3 +216,21 @@ def test_converter_maps_every_official_argument():
     outputs = conversion.official_forward(hr_feat=torch.randn(1, 16, 8, 6),
                                           lr_feat=torch.randn(1, 24, 4, 3))
     assert [tuple(o.shape) for o in outputs] == [(1, 9, 8, 6), (1, 16, 8, 6), (1, 24, 8, 6)]
+
+
+def test_segformer_cascade_is_the_concatenating_form():
+    """Three FreqFusions (256-, 512-, 768-channel inputs at width 256), chained as the authors'
+    README: up(c4 | c3) -> up([c3', c4_up] | c2) -> up([c2', ...] | c1), split back into levels."""
+    pytest.importorskip('mmseg')
+    from mmdynup.seg import PyramidUpsampler
+    pyramid = PyramidUpsampler(4, 8, dict(type='FreqFusion', compressed_channels=8)).double()
+    assert [m.in_channels for m in pyramid.upsamplers] == [8, 16, 24]
+    levels = [torch.randn(1, 8, -(-24 // 2 ** i), -(-20 // 2 ** i), dtype=torch.float64)
+              for i in range(4)]
+    out = pyramid(levels)
+    stack = levels[3]
+    for up, target in zip(pyramid.upsamplers, (2, 1, 0)):
+        _, finer, coarser = up.fuse(stack, levels[target])
+        stack = torch.cat([finer, coarser], dim=1)
+    assert len(out) == 4
+    torch.testing.assert_close(torch.cat(out, dim=1), stack)
