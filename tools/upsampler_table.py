@@ -29,6 +29,9 @@ PAPERS = {
     'DySamplePlus': 'DySample+ (lp, dynamic scope)',
     'DySampleS': 'DySample-S (pl, static scope)',
     'DySampleSPlus': 'DySample-S+ (pl, dynamic scope)',
+    'IndexNet': 'IndexNet (Lu et al., ICCV 2019), depthwise m2o index; upstream licence: '
+                'non-commercial (academic use only), code here written anew',
+    'A2U': 'A2U (Dai et al., CVPR 2021); upstream licence: MIT',
 }
 
 

@@ -27,7 +27,7 @@ REQUIRED = {
     ('mask-rcnn', 'r101'): {'nearest', 'dysample', 'dysample-plus'},
     ('panoptic-fpn', 'r50'): {'nearest', 'dysample', 'dysample-plus'},
 }
-NAME = re.compile(r'^(?P<model>[a-z-]+)_(?P<backbone>r\d+)_fpn-(?P<upsampler>[a-z-]+)_1x_coco$')
+NAME = re.compile(r'^(?P<model>[a-z-]+)_(?P<backbone>r\d+)_fpn-(?P<upsampler>[a-z0-9-]+)_1x_coco$')
 
 
 @functools.lru_cache(maxsize=None)

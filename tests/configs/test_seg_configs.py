@@ -115,6 +115,10 @@ def _authors_added_parameters(name, width=256, kernel=5, embedding=32, groups=4,
         'dysample-plus': 2 * conv1x1(width, 2 * groups * scale ** 2),
         'dysample-s': conv1x1(width // scale ** 2, 2 * groups),
         'dysample-s-plus': 2 * conv1x1(width // scale ** 2, 2 * groups),
+        # hlindex.DepthwiseM2OIndexBlock, linear, 2 x 2: four bias-free convs (FADE's run log)
+        'indexnet': 4 * width * width * scale * scale,
+        # InterChannelUp, adobe.yaml (up kernel 3, shared filters), without the unused out_d conv
+        'a2u': 2 * 2 * width + conv1x1(width, (2 * 3) ** 2) + 2 * conv1x1(width, 1),
     }[name]
     return 6 * per_upsampler
 

@@ -1,0 +1,3 @@
+_base_ = ['./segformer_mit-b1_bilinear_8xb2-160k_ade20k-512x512.py',
+          '../_base_/upsamplers/a2u.py']
+model = dict(decode_head=dict(upsample_cfg={{_base_.upsample_cfg}}))
