@@ -8,8 +8,9 @@ Convention (all upsamplers, so that no head or neck branches on the upsampler ty
   ``guide`` the high-resolution feature (B, C_g, oH, oW) that guided operators need, and ``size``
   an optional output size ``(oH, oW)`` with ``oH <= s * H`` and ``oW <= s * W``;
 * output: (B, C_out, oH, oW), ``(oH, oW) = size`` if given, else the guide's size if a guide is
-  given, else ``(s * H, s * W)``; dense in the memory format of ``x`` (``channels_last`` in,
-  ``channels_last`` out), in ``x``'s dtype outside autocast. Under ``torch.autocast`` a guide of
+  given, else ``(s * H, s * W)`` (``(int(H * s), int(W * s))`` for the operators with
+  ``fractional_scale``, which also take a real s such as 1.5); dense in the memory format of
+  ``x`` (``channels_last`` in, ``channels_last`` out), in ``x``'s dtype outside autocast. Under ``torch.autocast`` a guide of
   another floating dtype is accepted and cast to ``x``'s dtype.
 
 Semantics of a size smaller than ``s x`` the input (odd FPN levels such as 25 x 19 under
@@ -22,6 +23,7 @@ Unguided upsamplers accept a ``guide`` and use only its spatial size.
 """
 from __future__ import annotations
 
+import math
 import numbers
 from typing import ClassVar, Optional, Sequence, Tuple, Union
 
@@ -57,6 +59,23 @@ def check_scale_factor(scale_factor, minimum: int = 2) -> int:
         raise ValueError(f'scale_factor must be an integer >= {minimum}, got {scale_factor!r}; '
                          f'use an integer scale such as 2 or 4')
     return check_positive_int('scale_factor', scale_factor, minimum=minimum)
+
+
+def check_real_scale_factor(scale_factor, minimum: int = 1) -> Union[int, float]:
+    """A real scale factor >= ``minimum`` (operators with ``fractional_scale``, such as LDA-AQU):
+    returned as an int when integral (so ``s * H`` stays exact), else as a float."""
+    if isinstance(scale_factor, (tuple, list)):
+        if len(set(scale_factor)) != 1:
+            raise ValueError(f'scale_factor must be one number >= {minimum} (the same for '
+                             f'height and width), got {scale_factor!r}')
+        scale_factor = scale_factor[0]
+    if isinstance(scale_factor, bool) or not isinstance(scale_factor, numbers.Real):
+        raise TypeError(f'scale_factor must be a number >= {minimum} such as 1.5 or 2, got '
+                        f'{scale_factor!r} ({type(scale_factor).__name__})')
+    if not math.isfinite(scale_factor) or scale_factor < minimum:
+        raise ValueError(f'scale_factor must be a finite number >= {minimum}, got '
+                         f'{scale_factor!r}')
+    return int(scale_factor) if float(scale_factor).is_integer() else float(scale_factor)
 
 
 def check_odd_kernel(name: str, value) -> int:
@@ -123,12 +142,17 @@ class Upsampler(nn.Module):
     requires_guide: ClassVar[bool] = False
     #: Smallest accepted ``scale_factor`` (1 for operators that also filter at s = 1).
     minimum_scale_factor: ClassVar[int] = 2
+    #: True for operators that accept any real ``scale_factor`` >= ``minimum_scale_factor``
+    #: (LDA-AQU: 1.5, 3.0, ...); the full output is then ``int(H * s) x int(W * s)``
+    #: (:meth:`full_size`), and ``size`` may ask for any part of it.
+    fractional_scale: ClassVar[bool] = False
 
     def __init__(self, in_channels: int, scale_factor: int = 2,
                  guide_channels: Optional[int] = None) -> None:
         super().__init__()
         self.in_channels = check_positive_int('in_channels', in_channels)
-        self.scale_factor = check_scale_factor(scale_factor, self.minimum_scale_factor)
+        check = check_real_scale_factor if self.fractional_scale else check_scale_factor
+        self.scale_factor = check(scale_factor, self.minimum_scale_factor)
         if self.requires_guide:
             self.guide_channels = check_positive_int(
                 'guide_channels', in_channels if guide_channels is None else guide_channels)
@@ -156,6 +180,14 @@ class Upsampler(nn.Module):
             guide = guide.to(x.dtype)  # only under autocast: check_inputs refuses it otherwise
         out = self.upsample(x, guide, size)
         return out.contiguous(memory_format=memory_format_of(x))
+
+    def full_size(self, height, width) -> Tuple[int, int]:
+        """The output size without ``size``: ``(s * H, s * W)``; ``(int(H * s), int(W * s))``
+        for a fractional ``s`` (``fractional_scale`` operators), as ``int`` truncates."""
+        s = self.scale_factor
+        if isinstance(s, float):
+            return int(height * s), int(width * s)
+        return s * height, s * width
 
     def upsample(self, x: Tensor, guide: Optional[Tensor], size: Tuple[int, int]) -> Tensor:
         raise NotImplementedError(f'{type(self).__name__} must implement upsample()')
@@ -211,15 +243,16 @@ class Upsampler(nn.Module):
                 raise ValueError(f'x has batch size {x.shape[0]} but guide has {guide.shape[0]}')
         height, width = x.shape[-2:]
         s = self.scale_factor
+        full = self.full_size(height, width)
         source = 'size'
         if size is None:
             source = 'guide size' if guide is not None else 'size'
-            size = tuple(guide.shape[-2:]) if guide is not None else (s * height, s * width)
+            size = tuple(guide.shape[-2:]) if guide is not None else full
         size = normalise_size(size)
-        if not (1 <= size[0] <= s * height and 1 <= size[1] <= s * width):
+        if not (1 <= size[0] <= full[0] and 1 <= size[1] <= full[1]):
             raise ValueError(f'{source}={size} is not reachable from an input x of '
                              f'{height}x{width} at scale_factor={s}: each side must be between 1 '
-                             f'and {s} x the input ({s * height}x{s * width})')
+                             f'and {s} x the input ({full[0]}x{full[1]})')
         if guide is not None and tuple(guide.shape[-2:]) != size:
             raise ValueError(f'guide has spatial size {tuple(guide.shape[-2:])} but the output '
                              f'size is {size}; pass a guide of the output size (or size=None)')

@@ -1,0 +1,192 @@
+"""Local deformable attention: the reference against a per-pixel brute force, the point-by-point
+fast path against the reference (output and every gradient), and the op's argument checks.
+
+Tolerances: float64 1e-10 (only summation orders differ); float32 / bfloat16 by the ratio rule
+err(fast) <= 2 * err(reference in the same precision) against the float64 reference.
+"""
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from mmdynup.ops.deformable_attention import (LocalDeformableAttention,
+                                              local_deformable_attention,
+                                              local_deformable_attention_reference)
+from mmdynup.ops.dispatch import use_implementation
+from tests.ops.test_point_sampling import bilinear_brute_force, random_positions
+
+# (batch, D, C, heads, groups, points, low-res (H, W), output (oH, oW), key bias)
+CASES = [
+    (2, 4, 6, 1, 2, 9, (3, 4), (5, 7), True),
+    (1, 8, 8, 2, 4, 4, (4, 3), (6, 6), True),   # heads and groups split the channels differently
+    (2, 6, 4, 2, 1, 5, (2, 5), (4, 9), False),
+    (1, 2, 2, 1, 1, 3, (1, 1), (1, 2), True),   # a single input pixel: most corners are outside
+]
+NAMES = ('output', 'grad query', 'grad key', 'grad value', 'grad positions', 'grad key bias')
+
+
+def make_inputs(case, dtype=torch.float64, seed=0):
+    batch, dim, channels, heads, groups, points, low, out, with_bias = case
+    generator = torch.Generator().manual_seed(seed)
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=generator, dtype=torch.float64).to(dtype)
+
+    torch.manual_seed(seed)
+    positions = random_positions(batch, groups, (points, *out), *low).to(
+        torch.promote_types(dtype, torch.float32))
+    bias = randn(heads, points, dim // heads) if with_bias else None
+    return dict(query=randn(batch, dim, *out), key=randn(batch, dim, *low),
+                value=randn(batch, channels, *low), positions=positions, key_bias=bias,
+                num_heads=heads, scale=(dim // heads) ** -0.5), randn(batch, channels, *out)
+
+
+def run(impl, inputs, grad):
+    """Output and every input gradient of one implementation, on clones of the inputs."""
+    tensors = {name: value.clone().requires_grad_() for name, value in inputs.items()
+               if isinstance(value, torch.Tensor)}
+    others = {name: value for name, value in inputs.items() if name not in tensors}
+    out = local_deformable_attention(**tensors, **others, impl=impl)
+    out.backward(grad)
+    order = ('query', 'key', 'value', 'positions', 'key_bias')
+    return (out.detach(), *(tensors[name].grad if name in tensors else None for name in order))
+
+
+def brute_force(query, key, value, positions, num_heads, scale, key_bias=None):
+    """Every output pixel from the module docstring's formulas, one pixel and point at a time."""
+    batch, dim, out_h, out_w = query.shape
+    channels = value.shape[1]
+    groups, points = positions.shape[1:3]
+    key_group, value_group = dim // groups, channels // groups
+    key_head, value_head = dim // num_heads, channels // num_heads
+    out = value.new_zeros(batch, channels, out_h, out_w)
+    for b in range(batch):
+        for i in range(out_h):
+            for j in range(out_w):
+                keys, values = [], []
+                for p in range(points):
+                    keys.append(torch.cat([bilinear_brute_force(
+                        key[b, g * key_group:(g + 1) * key_group], *positions[b, g, p, i, j],
+                        'zeros') for g in range(groups)]))
+                    values.append(torch.cat([bilinear_brute_force(
+                        value[b, g * value_group:(g + 1) * value_group], *positions[b, g, p, i, j],
+                        'zeros') for g in range(groups)]))
+                for h in range(num_heads):
+                    q = query[b, h * key_head:(h + 1) * key_head, i, j]
+                    logits = []
+                    for p in range(points):
+                        k = keys[p][h * key_head:(h + 1) * key_head]
+                        if key_bias is not None:
+                            k = k + key_bias[h, p]
+                        logits.append(scale * (q * k).sum())
+                    weights = torch.stack(logits).softmax(0)
+                    pixel = sum(weights[p] * values[p][h * value_head:(h + 1) * value_head]
+                                for p in range(points))
+                    out[b, h * value_head:(h + 1) * value_head, i, j] = pixel
+    return out
+
+
+def assert_close_with_gradients(out, expected, leaves, names=None):
+    """Same values (1e-12) and, for one random upstream gradient, the same gradients (1e-11)
+    of every leaf."""
+    torch.testing.assert_close(out, expected, atol=1e-12, rtol=0)
+    grad = torch.randn_like(out)
+    pairs = zip(torch.autograd.grad(out, leaves, grad), torch.autograd.grad(expected, leaves, grad))
+    for index, (got, want) in enumerate(pairs):
+        name = names[index] if names else f'leaf {index}'
+        torch.testing.assert_close(got, want, atol=1e-11, rtol=0, msg=lambda m: f'{name}: {m}')
+
+
+@pytest.mark.parametrize('case', CASES)
+def test_reference_equals_brute_force_with_gradients(case):
+    inputs, _ = make_inputs(case)
+    tensors = {name: value.clone().requires_grad_() for name, value in inputs.items()
+               if isinstance(value, torch.Tensor)}
+    others = {name: value for name, value in inputs.items() if name not in tensors}
+    assert_close_with_gradients(local_deformable_attention_reference(**tensors, **others),
+                                brute_force(**tensors, **others), tuple(tensors.values()),
+                                list(tensors))
+
+
+@pytest.mark.parametrize('case', CASES)
+def test_fast_equals_reference_float64(case):
+    inputs, grad = make_inputs(case)
+    expected = run('reference', inputs, grad)
+    result = run('tiled', inputs, grad)
+    for name, got, want in zip(NAMES, result, expected):
+        if want is None:
+            assert got is None, name
+            continue
+        assert got.shape == want.shape and got.dtype == want.dtype, name
+        torch.testing.assert_close(got, want, atol=1e-10, rtol=0, msg=name)
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize('case', CASES[:2])
+def test_low_precision_ratio_rule(case, dtype):
+    inputs, grad = make_inputs(case, dtype)
+    exact = run('reference', {name: value.double() if isinstance(value, torch.Tensor) else value
+                              for name, value in inputs.items()}, grad.double())
+    reference = run('reference', inputs, grad)
+    fast = run('tiled', inputs, grad)
+    for name, fast_value, reference_value, exact_value in zip(NAMES, fast, reference, exact):
+        assert fast_value.dtype == reference_value.dtype, name
+        fast_error = (fast_value.double() - exact_value).abs().max()
+        reference_error = (reference_value.double() - exact_value).abs().max()
+        assert fast_error <= 2 * reference_error, (name, fast_error, reference_error)
+
+
+@pytest.mark.parametrize('needed', [('value',), ('query', 'key_bias'), ('positions',)])
+def test_partial_gradients(needed):
+    """Only the requested gradients are computed, and they equal the reference's."""
+    inputs, grad = make_inputs(CASES[0])
+    results = []
+    for impl in ('reference', 'tiled'):
+        tensors = {name: value.clone().requires_grad_(name in needed)
+                   for name, value in inputs.items() if isinstance(value, torch.Tensor)}
+        out = local_deformable_attention(**tensors, num_heads=1, scale=0.5, impl=impl)
+        results.append(torch.autograd.grad(out, [tensors[name] for name in needed], grad))
+    for got, want in zip(*results[::-1]):
+        torch.testing.assert_close(got, want, atol=1e-10, rtol=0)
+
+
+def test_switch_selects_the_fast_path(monkeypatch):
+    inputs, _ = make_inputs(CASES[0])
+    calls = []
+    apply = LocalDeformableAttention.apply
+    monkeypatch.setattr(LocalDeformableAttention, 'apply',
+                        lambda *args: calls.append(1) or apply(*args))
+    local_deformable_attention(**inputs)  # CPU default: the fast path
+    with use_implementation('reference'):
+        local_deformable_attention(**inputs)
+    assert calls == [1]
+
+
+def test_fast_path_never_holds_all_points():
+    """The fast forward's largest intermediate is one sampled map, not the P-point stack."""
+    inputs, _ = make_inputs((1, 4, 16, 1, 1, 9, (6, 6), (12, 12), True))
+    sizes = []
+
+    class Watch(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if isinstance(out, torch.Tensor):
+                sizes.append(out.numel())
+            return out
+
+    with torch.no_grad(), Watch():
+        local_deformable_attention(**inputs, impl='tiled')
+    assert max(sizes) == 16 * 12 * 12  # one (C, oH, oW) map; the reference's stack is 9 times it
+
+
+@pytest.mark.parametrize('change,match', [
+    (dict(key=torch.zeros(2, 5, 3, 4)), 'key must be'),
+    (dict(value=torch.zeros(2, 6, 3, 3)), 'value must be'),
+    (dict(positions=torch.zeros(2, 2, 9, 5, 7)), 'positions must be'),
+    (dict(num_heads=4), 'divisible'),
+    (dict(key_bias=torch.zeros(1, 8, 4)), 'key_bias must be'),
+])
+def test_bad_arguments_are_named(change, match):
+    inputs, _ = make_inputs(CASES[0])
+    inputs.update(change)
+    with pytest.raises(ValueError, match=match):
+        local_deformable_attention(**inputs)
