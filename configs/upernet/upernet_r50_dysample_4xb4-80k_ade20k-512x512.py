@@ -1,4 +1,2 @@
-_base_ = ['mmseg::upernet/upernet_r50_4xb4-80k_ade20k-512x512.py',
-          '../_base_/upsamplers/dysample.py']
-custom_imports = dict(imports=['mmdynup'], allow_failed_imports=False)
-model = dict(decode_head=dict(type='UPerHeadWithUpsampler', upsample_cfg={{_base_.upsample_cfg}}))
+_base_ = ['./upernet_r50_bilinear_4xb4-80k_ade20k-512x512.py', '../_base_/upsamplers/dysample.py']
+model = dict(decode_head=dict(upsample_cfg={{_base_.upsample_cfg}}))

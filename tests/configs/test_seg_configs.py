@@ -11,8 +11,6 @@ from tests.conftest import REPO_ROOT
 
 CONFIGS = sorted((REPO_ROOT / 'configs' / 'segformer').glob('*.py')) + \
     sorted((REPO_ROOT / 'configs' / 'upernet').glob('*.py'))
-SEGFORMER_BASELINE = (REPO_ROOT / 'configs' / 'segformer' /
-                      'segformer_mit-b1_bilinear_8xb2-160k_ade20k-512x512.py')
 OUR_HEADS = ('SegformerHeadWithUpsampler', 'UPerHeadWithUpsampler')
 
 
@@ -58,7 +56,8 @@ def test_every_upsampler_has_a_snippet_and_the_lists_are_complete():
     assert {'bilinear', 'carafe', 'fade', 'fade-lite', 'sapa-i', 'sapa-b', 'sapa-g', 'dysample',
             'dysample-plus', 'dysample-s', 'dysample-s-plus'} <= {
                 _upsampler_name(path) for path in CONFIGS if path.name.startswith('segformer')}
-    assert {'bilinear', 'carafe', 'fade', 'sapa-b', 'dysample', 'dysample-plus'} <= {
+    assert {'bilinear', 'carafe', 'fade-without-gating', 'fade-gated', 'sapa-b', 'dysample',
+            'dysample-plus'} <= {
         _upsampler_name(path) for path in CONFIGS if path.name.startswith('upernet')}
 
 
@@ -90,6 +89,59 @@ def test_config_builds_and_runs_loss_and_predict(path):
         data = model.data_preprocessor(_batch(72, 88, head.num_classes, batch=1))
         prediction, = model(**data, mode='predict')
     assert prediction.pred_sem_seg.data.shape == (1, 72, 88)
+
+
+#: SegFormer-B1 rows of the FADE / SAPA tables (NVlabs' code, the authors' head) and the DySample
+#: configs built the same way: the authors' head form, tests at multiples of 32, best of ten kept.
+SEGFORMER_PAPER_CONFIGS = [REPO_ROOT / 'configs' / 'segformer' /
+                           f'segformer_mit-b1_{name}_8xb2-160k_ade20k-512x512.py'
+                           for name in ('bilinear', 'carafe', 'fade', 'fade-lite', 'sapa-i',
+                                        'sapa-b', 'sapa-g', 'dysample', 'dysample-plus',
+                                        'dysample-s', 'dysample-s-plus')]
+#: UPerNet rows of tiny-smart/sapa (the fork's recipe) and the configs built the same way.
+UPERNET_CONFIGS = [REPO_ROOT / 'configs' / 'upernet' / f'upernet_r50_{name}_4xb4-80k_ade20k-512x512.py'
+                   for name in ('bilinear', 'carafe', 'fade-without-gating', 'fade-gated',
+                                'sapa-b', 'dysample', 'dysample-plus')]
+SIZE_DIVISOR_32 = dict(type='ResizeToMultiple', size_divisor=32)
+
+
+def _assert_tests_at_multiples_of_32(cfg):
+    for pipeline in (cfg.test_pipeline, cfg.val_dataloader.dataset.pipeline,
+                     cfg.test_dataloader.dataset.pipeline):
+        types = [step['type'] for step in pipeline]
+        # After the keep-ratio resize, before the annotations (which stay at full size).
+        assert types.index('Resize') < types.index('ResizeToMultiple') < \
+            types.index('LoadAnnotations'), types
+        assert pipeline[types.index('ResizeToMultiple')] == SIZE_DIVISOR_32
+
+
+@pytest.mark.parametrize('path', SEGFORMER_PAPER_CONFIGS, ids=_upsampler_name)
+def test_segformer_paper_config_is_the_authors_recipe(path):
+    cfg = _load(path)
+    assert cfg.model.decode_head.head_form == 'authors'
+    head = _build(cfg.model.decode_head)
+    assert head.head_form == 'authors'
+    assert all(type(conv) is torch.nn.Conv2d and conv.bias is not None for conv in head.convs)
+    assert head.conv_seg.in_channels == head.channels == 256
+    _assert_tests_at_multiples_of_32(cfg)
+    checkpoint = cfg.default_hooks.checkpoint
+    assert (checkpoint.save_best, checkpoint.rule, checkpoint.interval) == ('mIoU', 'greater',
+                                                                            16000)
+    assert cfg.train_cfg.val_interval == 16000 and cfg.train_cfg.max_iters == 160000  # ten evals
+
+
+@pytest.mark.parametrize('path', UPERNET_CONFIGS, ids=_upsampler_name)
+def test_upernet_config_tests_at_multiples_of_32(path):
+    _assert_tests_at_multiples_of_32(_load(path))
+
+
+@pytest.mark.parametrize('name, gate', [('fade-without-gating', False), ('fade-gated', True)])
+def test_upernet_fade_configs_build_what_their_names_say(name, gate):
+    cfg = _load(REPO_ROOT / 'configs' / 'upernet' / f'upernet_r50_{name}_4xb4-80k_ade20k-512x512.py')
+    head = _build(cfg.model.decode_head)
+    assert len(head.upsamplers) == 3
+    assert all(any(key.startswith('gate_generator.') for key in up.state_dict()) == gate
+               for up in head.upsamplers)
 
 
 def _authors_added_parameters(name, width=256, kernel=5, embedding=32, groups=4, scale=2):
@@ -138,16 +190,18 @@ def _freqfusion_parameters(lr, hr, compressed, low=5, high=3, groups=4, neighbou
 PAPER_ADDED = {'carafe': 0.44e6, 'fade': 0.29e6, 'fade-lite': 80e3}
 
 
-def _head_parameters(path):
-    cfg = _load(path)
-    return sum(p.numel() for p in _build(cfg.model.decode_head).parameters())
+def _added_parameters(path):
+    """Parameters of the config's head minus those of the same head without upsamplers."""
+    head = _load(path).model.decode_head
+    count = lambda cfg: sum(p.numel() for p in _build(cfg).parameters())  # noqa: E731
+    return count(head) - count(dict(head, upsample_cfg=None))
 
 
 @pytest.mark.parametrize('path', [p for p in CONFIGS if p.name.startswith('segformer')],
                          ids=_upsampler_name)
 def test_segformer_added_parameters(path):
     name = _upsampler_name(path)
-    added = _head_parameters(path) - _head_parameters(SEGFORMER_BASELINE)
+    added = _added_parameters(path)
     assert added == _authors_added_parameters(name)
     if name in PAPER_ADDED:
         assert abs(added - PAPER_ADDED[name]) <= 0.02 * PAPER_ADDED[name]

@@ -46,7 +46,7 @@ def _data_options(data_root):
 MODEL_OPTIONS = {
     # ResNet-18 instead of 50, a 32-channel head, no pretrained weights (SyncBN stays: mmengine
     # reverts it to BN outside distributed runs).
-    'upernet/upernet_r50_fade_4xb4-80k_ade20k-512x512.py': [
+    'upernet/upernet_r50_fade-without-gating_4xb4-80k_ade20k-512x512.py': [
         'model.pretrained=None', 'model.backbone.depth=18',
         'model.decode_head.in_channels=[64,128,256,512]', 'model.decode_head.channels=32',
         'model.auxiliary_head.in_channels=256', 'model.auxiliary_head.channels=16',
