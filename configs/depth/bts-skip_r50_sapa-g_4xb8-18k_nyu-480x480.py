@@ -1,0 +1,3 @@
+_base_ = ['./_base_/nyu-depth_4xb8-18k.py', './_base_/bts-skip_r50.py',
+          '../_base_/upsamplers/sapa-g.py']
+model = dict(decode_head=dict(upsample_cfg={{_base_.upsample_cfg}}))
