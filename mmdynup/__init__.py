@@ -17,6 +17,7 @@ allow_mmengine_checkpoints()
 # Host adapters load only when their host is installed; their own import errors still surface.
 if importlib.util.find_spec('mmseg') is not None:
     from . import seg  # noqa: F401
+    from . import depth  # noqa: F401  (depth heads and loss for mmseg's DepthEstimator)
     from . import backbones  # noqa: F401  (MIRLViT subclasses mmseg's MAE)
 if importlib.util.find_spec('mmdet') is not None:
     from . import det  # noqa: F401
