@@ -106,7 +106,11 @@ def convert_fpn_upsample(kwargs: dict, state_dict: Mapping[str, Tensor]) -> Offi
 
 
 def detect_detection_fork(state_dict: Mapping[str, Tensor]) -> Optional[str]:
-    """Evidence that ``state_dict`` is a detector with the fork's neck (its upsampler keys)."""
+    """Evidence that ``state_dict`` is a detector with the fork's neck (its upsampler keys; no
+    3x3 extra lateral, which marks mmdet's ``FPN_CARAFE``: source ``mmdet-carafe``)."""
+    from .mmdet_carafe import detect_mmdet_carafe
+    if detect_mmdet_carafe(state_dict):
+        return None
     count = sum(key.startswith(f'neck.{FORK_UPSAMPLERS_KEY}.') for key in state_dict)
     return f'found {count} keys neck.{FORK_UPSAMPLERS_KEY}.<i>.*' if count else None
 
