@@ -18,8 +18,9 @@ Unguided. From a low-resolution feature x (B, C, H, W) and integer scale s:
    with zero padding (an outside tap keeps its weight and contributes 0).
 
 Step 2 runs through :func:`~mmdynup.ops.point_sampling.point_sample`, step 3 through the
-reassembly fast path at scale 1 (:func:`~mmdynup.ops.reassembly.reassemble`): no unfold of the
-k^2 window tensor.
+local-filter fast path (:func:`~mmdynup.ops.local_filter.local_filter`): no unfold of the k^2
+window tensor. Each pair of 1x1 convs reading the same map runs as one matrix product
+(:func:`pointwise`).
 
 With ``size`` smaller than s x the input (odd FPN levels) the s x output is computed and its
 top-left window kept (the convention of :mod:`mmdynup.upsamplers.base`): the filter still reads
@@ -32,14 +33,26 @@ from typing import ClassVar, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
+from ..ops.local_filter import local_filter
 from ..ops.point_sampling import pixel_centres, point_sample
-from ..ops.reassembly import reassemble
 from ..registry import register_upsampler
 from .base import Upsampler, check_divisible, check_positive_int, crop_to
 
 #: Standard deviations of the authors' normal init (``frfu.py``; also their SegFormer copy).
 OFFSET_STD = 0.001
 SAMPLE_KERNEL_STD = 0.005
+
+
+def pointwise(x: Tensor, *convs: nn.Conv2d) -> Tuple[Tensor, ...]:
+    """Several 1x1 convolutions (with bias) of x (B, C, H, W) as one batched matrix product:
+    one pass over x. Returns one (B, O_i, H, W) tensor per conv. On the CPU this is 3x faster
+    than separate ``conv2d`` calls (forward + backward, 2 x 256 x 128 x 128, two C -> 9 convs),
+    whose 1x1 path copies its input."""
+    batch, _, height, width = x.shape
+    weight = torch.cat([conv.weight.flatten(1) for conv in convs])
+    bias = torch.cat([conv.bias for conv in convs])
+    out = torch.baddbmm(bias[:, None], weight.expand(batch, -1, -1), x.flatten(2))
+    return out.view(batch, -1, height, width).split([conv.out_channels for conv in convs], 1)
 
 
 @register_upsampler
@@ -103,7 +116,8 @@ class FRFU(Upsampler):
         least float32 (half precision cannot place a point to a pixel at a few hundred)."""
         batch, _, height, width = x.shape
         s, groups = self.scale_factor, self.groups
-        offsets = self.offset(x) * self.offset_mask(x).sigmoid()
+        offsets, gates = pointwise(x, self.offset, self.offset_mask)
+        offsets = offsets * gates.sigmoid()
         # (B, G, a, b, comp, H, W) -> (B, G, H, a, W, b, comp) -> (B, G, sH, sW, 2): one copy.
         offsets = offsets.view(batch, groups, s, s, 2, height, width).permute(0, 1, 5, 2, 6, 3, 4)
         dtype = torch.promote_types(offsets.dtype, torch.float32)
@@ -113,7 +127,8 @@ class FRFU(Upsampler):
 
     def filter_kernels(self, resampled: Tensor) -> Tensor:
         """Step 3's kernels from r (B, C, oH, oW): (B, 1, k^2, oH, oW), softmax-normalised."""
-        logits = self.sample_kernel(resampled) * self.kernel_mask(resampled).sigmoid()
+        logits, gates = pointwise(resampled, self.sample_kernel, self.kernel_mask)
+        logits = logits * gates.sigmoid()
         return logits.softmax(dim=1).unsqueeze(1)
 
     def upsample(self, x: Tensor, guide: Optional[Tensor], size: Tuple[int, int]) -> Tensor:
@@ -122,4 +137,4 @@ class FRFU(Upsampler):
         sampled = point_sample(x, self.sample_positions(x), self.groups, padding_mode='border')
         resampled = sampled.reshape(batch, channels, s * height, s * width)
         kernels = self.filter_kernels(crop_to(resampled, size))
-        return reassemble(resampled, kernels, self.sample_k, 1)
+        return local_filter(resampled, kernels, self.sample_k)

@@ -157,8 +157,8 @@ def test_size_keeps_top_left_window_of_the_full_output(scale, size):
 
 @pytest.mark.parametrize('scale,size', [(2, (14, 10)), (2, (13, 9)), (1, (7, 5)), (3, (20, 13))])
 def test_fast_filter_equals_reference(scale, size):
-    """The k x k filter through the tiled reassembly fast path (scale 1) equals the unfold
-    reference: outputs and every gradient, float64, full and cropped sizes."""
+    """The whole module on the fast paths (the tap-loop local filter) equals it on the
+    references (the unfold): outputs and every gradient, float64, full and cropped sizes."""
     module = perturbed(FRFU(8, scale, groups=2, sample_k=5).double())
     x = torch.randn(2, 8, 7, 5, dtype=torch.float64)
     results = []
