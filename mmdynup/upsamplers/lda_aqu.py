@@ -152,6 +152,22 @@ class LDAAQU(Upsampler):
         if self.relative_position_bias is not None:
             nn.init.trunc_normal_(self.relative_position_bias, std=KEY_BIAS_STD, a=-2.0, b=2.0)
 
+    def _apply(self, fn, recurse=True):
+        # Module.to(memory_format=torch.channels_last) gives every 4-D and 5-D tensor that format
+        # and channels_last has no 5-D form, so the official 5-D key-bias table would make it
+        # raise: the table (and its gradient) is converted as its 3-D view instead.
+        table = self.relative_position_bias
+        if table is None:
+            return super()._apply(fn, recurse)
+        shape = table.shape
+
+        def convert(tensor: Tensor) -> Tensor:
+            if tensor.shape == shape:
+                return fn(tensor.flatten(0, 2)).view(shape)
+            return fn(tensor)
+
+        return super()._apply(convert, recurse)
+
     def extra_repr(self) -> str:
         return (f'{super().extra_repr()}, reduction_factor={self.reduction_factor}, '
                 f'num_heads={self.num_heads}, encoder_kernel={self.encoder_kernel}, '

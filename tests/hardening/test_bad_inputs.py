@@ -52,6 +52,13 @@ CASES = [
              "build_upsampler(dict(type='FRFU', in_channels=64, sample_k=4))", ValueError,
              'sample_k must be odd (the k x k filter is centred on each output pixel), got 4; '
              'use 3 or 5'),
+    BadInput('argument', 'LDA-AQU below 1x',
+             "build_upsampler(dict(type='LDAAQU', in_channels=64, scale_factor=0.5))", ValueError,
+             'scale_factor must be a finite number >= 1, got 0.5'),
+    BadInput('argument', 'LDA-AQU width its heads cannot split',
+             "build_upsampler(dict(type='LDAAQU', in_channels=40, num_heads=4))", ValueError,
+             'in_channels=40 must be divisible by reduction_factor * num_heads=16 '
+             '(reduction_factor=4, num_heads=4, offset_groups=2)'),
     BadInput('argument', 'IndexNet at 4x',
              "build_upsampler(dict(type='IndexNet', in_channels=64, scale_factor=4))", ValueError,
              'IndexNet predicts an index per sub-pixel of 2 x 2 blocks, so scale_factor must be 2, '
