@@ -18,6 +18,8 @@ What is measured, per (upsampler, path, size):
   tensors, gradients, temporaries, allocator overhead - and nothing freed earlier can hide a
   peak because it was handed back to the OS first. By default every CPU case runs in a fresh
   process (``--isolation process``), so earlier cases leave no allocator state behind;
+* an operator that overrides the top-down merge (FreqFusion, which also enhances the finer
+  level) is measured as its whole merge step ``merge(x, guide)``, the others as ``up(x, guide)``;
 * parameters, and forward FLOPs of matrix products and convolutions
   (``torch.utils.flop_counter`` on meta tensors, the reference math; interpolation, sampling and
   elementwise work count 0).
@@ -112,6 +114,15 @@ def build(name: str, channels: int, scale_factor: int, device) -> torch.nn.Modul
                                 guide_channels=channels)).to(device)
 
 
+def timed_call(module):
+    """What is measured: the upsampler's call, or for an operator that overrides the top-down
+    merge (FreqFusion also enhances the finer level) its whole merge step ``merge(x, guide)``."""
+    from mmdynup.upsamplers import Upsampler
+    if isinstance(module, Upsampler) and type(module).merge is not Upsampler.merge:
+        return module.merge
+    return module
+
+
 def make_inputs(module, batch, channels, size, scale_factor, device, requires_grad=True):
     x = torch.randn(batch, channels, size, size, device=device, requires_grad=requires_grad)
     guide = None
@@ -132,7 +143,7 @@ def forward_flops(name: str, batch: int, channels: int, size: int, scale_factor:
     x, guide, _ = make_inputs(module, batch, channels, size, scale_factor, 'meta', False)
     counter = FlopCounterMode(display=False)
     with counter, use_implementation('reference'), torch.no_grad():
-        module(x, guide) if guide is not None else module(x)
+        timed_call(module)(x, guide) if guide is not None else module(x)
     return counter.get_total_flops()
 
 
@@ -147,6 +158,7 @@ def run_case(case: Dict) -> Dict:
                                  case['scale'], device)
     arguments = (x,) if guide is None else (x, guide)
     parameters = list(module.parameters())
+    call = timed_call(module)
 
     def synchronize():
         if device.type == 'cuda':
@@ -156,12 +168,12 @@ def run_case(case: Dict) -> Dict:
         for tensor in (x, guide, *parameters):
             if tensor is not None:
                 tensor.grad = None
-        module(*arguments).backward(grad)
+        call(*arguments).backward(grad)
         synchronize()
 
     def forward_only():
         with torch.no_grad():
-            module(*arguments)
+            call(*arguments)
         synchronize()
 
     def median_ms(function) -> float:
@@ -218,7 +230,7 @@ def has_fast_path(name: str, scale_factor: int) -> bool:
     graphs = []
     for impl in ('reference', 'auto'):
         with use_implementation(impl):
-            graphs.append(autograd_node_names(module(x, guide) if guide is not None
+            graphs.append(autograd_node_names(timed_call(module)(x, guide) if guide is not None
                                               else module(x)))
     return graphs[0] != graphs[1]
 
