@@ -23,6 +23,7 @@ from mmdet.registry import MODELS
 from torch import Tensor, nn
 
 # The config checks and the guided call are shared with the mmseg heads.
+from ..upsamplers.baselines import INTERPOLATE_ARGUMENTS
 from ..upsamplers.host_config import build_head_upsampler
 
 #: ``upsampler_init`` choices (see :class:`FPNWithUpsampler`).
@@ -31,11 +32,12 @@ EXTRA_CONV_SOURCES = ('on_input', 'on_lateral', 'on_output')
 
 
 def upsampler_config(upsample_cfg: Optional[Mapping], owner: str = 'FPNWithUpsampler') -> dict:
-    """A neck's ``upsample_cfg`` as a plain dict; ``None`` is mmdet's default (nearest).
+    """A neck's ``upsample_cfg`` as an upsampler config; ``None`` is mmdet's default (nearest).
 
-    mmdet's own ``FPN`` takes ``F.interpolate`` arguments under the same key; that form (with
-    ``mode``) is refused with the fix, since a base config that sets it would otherwise merge
-    into ours.
+    mmdet's own ``FPN`` form, ``F.interpolate`` arguments without ``type``
+    (``dict(mode='bilinear', align_corners=True)``, ``dict(scale_factor=2)``), is taken as it is
+    (:class:`~mmdynup.upsamplers.baselines.InterpolateUpsample`, equal to mmdet's ``FPN``). The
+    merged form, a base config's ``mode`` beside our ``type``, is refused with the fix.
     """
     if upsample_cfg is None:
         return dict(type='NearestUpsample')
@@ -43,12 +45,23 @@ def upsampler_config(upsample_cfg: Optional[Mapping], owner: str = 'FPNWithUpsam
         raise TypeError(f'{owner}: upsample_cfg must be a dict such as '
                         f'dict(type="DySample"), or None for nearest; got '
                         f'{upsample_cfg!r} ({type(upsample_cfg).__name__})')
+    if 'type' not in upsample_cfg:
+        unknown = sorted(set(upsample_cfg) - set(INTERPOLATE_ARGUMENTS))
+        if unknown:
+            raise KeyError(f'{owner}: upsample_cfg={dict(upsample_cfg)!r} has no "type" and '
+                           f'{unknown} are not F.interpolate arguments {INTERPOLATE_ARGUMENTS}; '
+                           f'name an upsampler with type=..., or give only F.interpolate '
+                           f'arguments as mmdet\'s FPN takes them')
+        arguments = dict(upsample_cfg)
+        if 'scale_factor' in arguments:
+            arguments['interpolate_scale_factor'] = arguments.pop('scale_factor')
+        return dict(type='InterpolateUpsample', **arguments)
     if 'mode' in upsample_cfg:
         raise ValueError(
             f'{owner}: upsample_cfg={dict(upsample_cfg)!r} holds mmdet FPN\'s '
-            f'F.interpolate argument "mode"; this neck takes an upsampler config such as '
-            f'dict(type="NearestUpsample") or dict(type="DySample"). If a base config sets '
-            f'upsample_cfg, replace it: upsample_cfg=dict(_delete_=True, type=...)')
+            f'F.interpolate argument "mode" beside an upsampler type; a base config\'s '
+            f'upsample_cfg merged into ours. Replace it: upsample_cfg=dict(_delete_=True, '
+            f'type=...), or drop type for plain F.interpolate')
     return dict(upsample_cfg)
 
 

@@ -28,7 +28,10 @@ import numbers
 from typing import ClassVar, Optional, Sequence, Tuple, Union
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ..compat import is_autocast_enabled
 
 SizeLike = Union[int, Sequence[int], torch.Size]
 
@@ -200,8 +203,7 @@ class Upsampler(nn.Module):
         call only this, so an operator that also transforms the finer feature it merges into
         (FreqFusion) overrides it and no host branches on the operator type.
         """
-        guide = finer if self.requires_guide else None
-        return finer + self(coarser, guide=guide, size=tuple(finer.shape[-2:]))
+        return finer + self.upsample_like(coarser, finer)
 
     #: How a head that concatenates a pyramid (SegFormer) chains this operator. False: one
     #: operator per (source level, target level) x2 step, every level upsampled on its own
@@ -216,8 +218,34 @@ class Upsampler(nn.Module):
         it when the operator needs a guide; an operator that also transforms ``finer``
         (FreqFusion) overrides this, as it does :meth:`merge`.
         """
+        return torch.cat([finer, self.upsample_like(coarser, finer)], dim=1)
+
+    def upsample_like(self, x: Tensor, finer: Tensor) -> Tensor:
+        """``x`` (B, C, h, w) upsampled to the size of ``finer`` (B, C_g, H, W), guided by
+        ``finer`` when the operator needs a guide: (B, C_out, H, W). The step every host takes.
+
+        Within the operator's reach (``H <= s h`` and ``W <= s w``) this is exactly
+        ``self(x, guide, size=(H, W))``. A pyramid level more than s x its coarser neighbour
+        (mmseg's UPerHead test stacks 45 x 45 over 21 x 21) is reached by resizing ``x``
+        bilinearly first, to ``ceil(H / s) x ceil(W / s)`` on the sides that need it, so that the
+        one learned s x step still lands on ``finer`` and is guided by it.
+        """
         guide = finer if self.requires_guide else None
-        return torch.cat([finer, self(coarser, guide=guide, size=tuple(finer.shape[-2:]))], dim=1)
+        size = tuple(finer.shape[-2:])
+        return self(self.within_reach(x, size), guide=guide, size=size)
+
+    def within_reach(self, x: Tensor, size: Tuple[int, int]) -> Tensor:
+        """``x`` (B, C, h, w) itself when one step reaches ``size`` = (H, W); otherwise ``x``
+        resized bilinearly to ``ceil(H / s) x ceil(W / s)`` on the sides that need it (the rule
+        of :meth:`upsample_like`, for operators that override :meth:`merge`)."""
+        height, width = size
+        low_height, low_width = x.shape[-2:]
+        full_height, full_width = self.full_size(low_height, low_width)
+        if height <= full_height and width <= full_width:
+            return x
+        s = self.scale_factor
+        reach = (max(low_height, math.ceil(height / s)), max(low_width, math.ceil(width / s)))
+        return F.interpolate(x, size=reach, mode='bilinear', align_corners=False)
 
     # -- checks -------------------------------------------------------------------------------
     def check_inputs(self, x: Tensor, guide: Optional[Tensor],
@@ -236,7 +264,7 @@ class Upsampler(nn.Module):
             if guide.device != x.device:
                 raise ValueError(f'x is on {x.device} but guide is on {guide.device}; move both '
                                  f'to the same device')
-            if guide.dtype != x.dtype and not torch.is_autocast_enabled(x.device.type):
+            if guide.dtype != x.dtype and not is_autocast_enabled(x.device.type):
                 raise TypeError(f'x has dtype {x.dtype} but guide has dtype {guide.dtype}; cast '
                                 f'both to the same dtype, or run under torch.autocast')
             if guide.shape[0] != x.shape[0]:
@@ -265,7 +293,7 @@ class Upsampler(nn.Module):
         if parameter.device != x.device:
             raise ValueError(f'x is on {x.device} but {type(self).__name__} parameters are on '
                              f'{parameter.device}; call .to({x.device}) on the module or move x')
-        if (parameter.dtype != x.dtype and not torch.is_autocast_enabled(x.device.type)):
+        if (parameter.dtype != x.dtype and not is_autocast_enabled(x.device.type)):
             raise TypeError(f'x has dtype {x.dtype} but {type(self).__name__} parameters have '
                             f'dtype {parameter.dtype}; cast the module (.to({x.dtype})), cast x, '
                             f'or run under torch.autocast')

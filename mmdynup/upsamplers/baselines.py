@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Optional, Tuple
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -55,6 +56,51 @@ class BilinearUpsample(Upsampler):
 
     def upsample(self, x: Tensor, guide: Optional[Tensor], size: Tuple[int, int]) -> Tensor:
         return F.interpolate(x, size=size, mode='bilinear', align_corners=self.align_corners)
+
+
+#: ``F.interpolate`` arguments mmdet's ``FPN`` takes in its ``upsample_cfg``.
+INTERPOLATE_ARGUMENTS = ('mode', 'align_corners', 'scale_factor', 'recompute_scale_factor',
+                         'antialias')
+
+
+@register_upsampler
+class InterpolateUpsample(Upsampler):
+    """Any ``F.interpolate`` form, exactly as mmdet's ``FPN`` applies its ``upsample_cfg``
+    (``dict(mode='bilinear', align_corners=True)``, ``dict(scale_factor=2)``, ...).
+
+    Args:
+        mode, align_corners, recompute_scale_factor, antialias: ``F.interpolate``'s.
+        interpolate_scale_factor: ``F.interpolate``'s ``scale_factor`` (named apart from the
+            host-supplied ``scale_factor``). When set, the output is ``F.interpolate(x,
+            scale_factor=...)`` whatever size the host asks for, as in mmdet's ``FPN``, whose
+            addition then fails on a pyramid that is not exactly that ratio; otherwise the output
+            is resampled to the host's size.
+
+    Shapes: x (B, C, H, W) -> (B, C, oH, oW).
+    """
+
+    def __init__(self, in_channels: int, scale_factor: int = 2,
+                 guide_channels: Optional[int] = None, mode: str = 'nearest',
+                 align_corners: Optional[bool] = None,
+                 interpolate_scale_factor: Optional[float] = None,
+                 recompute_scale_factor: Optional[bool] = None, antialias: bool = False) -> None:
+        super().__init__(in_channels, scale_factor, guide_channels)
+        self.interpolate_scale_factor = interpolate_scale_factor
+        self.arguments = dict(mode=mode, align_corners=align_corners,
+                              recompute_scale_factor=recompute_scale_factor, antialias=antialias)
+        # F.interpolate refuses these at call time; refuse them at build time with the fix.
+        F.interpolate(torch.zeros(1, 1, 2, 2), size=(3, 3) if interpolate_scale_factor is None
+                      else None, scale_factor=interpolate_scale_factor, **self.arguments)
+
+    def extra_repr(self) -> str:
+        arguments = dict(self.arguments, scale_factor=self.interpolate_scale_factor)
+        shown = ', '.join(f'{k}={v!r}' for k, v in arguments.items() if v is not None)
+        return f'{super().extra_repr()}, {shown}'
+
+    def upsample(self, x: Tensor, guide: Optional[Tensor], size: Tuple[int, int]) -> Tensor:
+        if self.interpolate_scale_factor is not None:
+            return F.interpolate(x, scale_factor=self.interpolate_scale_factor, **self.arguments)
+        return F.interpolate(x, size=size, **self.arguments)
 
 
 def transposed_conv_padding(kernel_size: int, scale_factor: int) -> Tuple[int, int]:

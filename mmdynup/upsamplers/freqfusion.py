@@ -455,7 +455,9 @@ class FreqFusion(Upsampler):
 
     def checked_fuse(self, coarser: Tensor, finer: Tensor) -> Tuple[Tensor, Tensor]:
         """:meth:`fuse` under the Upsampler contract (checks, autocast guide cast, layout):
-        ``(guide_out, x_up)`` in the memory format of ``coarser``."""
+        ``(guide_out, x_up)`` in the memory format of ``coarser``; a ``finer`` more than 2 x
+        ``coarser`` is reached as :meth:`Upsampler.within_reach` says."""
+        coarser = self.within_reach(coarser, tuple(finer.shape[-2:]))
         self.check_inputs(coarser, finer, None)
         if finer.dtype != coarser.dtype:
             finer = finer.to(coarser.dtype)  # only under autocast: check_inputs refuses it else

@@ -101,7 +101,7 @@ def build_head_upsampler(cfg: Mapping, key: str, owner: str, in_channels: int,
 
 
 def upsample_like(upsampler: Upsampler, x: Tensor, finer: Tensor) -> Tensor:
-    """Upsample ``x`` (B, C, h, w) to the size of ``finer`` (B, C_g, H, W), ``H <= s * h``,
-    guided by ``finer`` when the operator needs a guide: (B, C, H, W)."""
-    guide = finer if upsampler.requires_guide else None
-    return upsampler(x, guide=guide, size=tuple(finer.shape[-2:]))
+    """Upsample ``x`` (B, C, h, w) to the size of ``finer`` (B, C_g, H, W), guided by ``finer``
+    when the operator needs a guide: (B, C, H, W); see :meth:`Upsampler.upsample_like` (also
+    for levels more than s x apart)."""
+    return upsampler.upsample_like(x, finer)
