@@ -32,6 +32,8 @@ PAPERS = {
     'IndexNet': 'IndexNet (Lu et al., ICCV 2019), depthwise m2o index; upstream licence: '
                 'non-commercial (academic use only), code here written anew',
     'A2U': 'A2U (Dai et al., CVPR 2021); upstream licence: MIT',
+    'LDAAQU': 'LDA-AQU (Du et al., ACM MM 2024), any real scale; upstream licence: Apache-2.0 '
+              '(mmdetection fork), code here written anew',
 }
 
 
