@@ -1,6 +1,8 @@
 # Faster R-CNN R101-FPN, 1x COCO; FPN top-down upsampler: DySample+ (Liu et al., ICCV 2023; 'lp', 4
-# groups, dynamic scope with the forks' scope bias). Everything else is mmdet's config. Published:
-# 40.5 AP (nearest 39.4).
+# groups, dynamic scope with the forks' scope bias). Everything else is mmdet's config.
+# Three upsamplers (mmdet FPN), the layout of the authors' detection fork (FPN_UPSAMPLE), whose
+# checkpoints convert into it; the published row (40.5 AP) is
+# faster-rcnn_r101_fpncarafe-dysample-plus_1x_coco.py.
 _base_ = [
     'mmdet::faster_rcnn/faster-rcnn_r101_fpn_1x_coco.py',
     '../_base_/upsamplers/dysample-plus.py',

@@ -1,5 +1,8 @@
 # Mask R-CNN R101-FPN, 1x COCO; FPN top-down upsampler: nearest-neighbour interpolation (mmdet
-# FPN's own; no parameters). Everything else is mmdet's config. Published: 40.0 box / 36.0 mask AP.
+# FPN's own; no parameters). Everything else is mmdet's config.
+# Three upsamplers (mmdet FPN), the layout of the authors' detection fork (FPN_UPSAMPLE), whose
+# checkpoints convert into it; the published row (40.0 / 36.0) is
+# mask-rcnn_r101_fpncarafe-nearest_1x_coco.py.
 _base_ = [
     'mmdet::mask_rcnn/mask-rcnn_r101_fpn_1x_coco.py',
     '../_base_/upsamplers/nearest.py',

@@ -1,5 +1,8 @@
 # Mask R-CNN R50-FPN, 1x COCO; FPN top-down upsampler: DySample (Liu et al., ICCV 2023; 'lp', 4
-# groups, static scope). Everything else is mmdet's config. Published: 39.2 box / 35.4 mask AP.
+# groups, static scope). Everything else is mmdet's config.
+# Three upsamplers (mmdet FPN), the layout of the authors' detection fork (FPN_UPSAMPLE), whose
+# checkpoints convert into it; the published row (39.2 / 35.4) is
+# mask-rcnn_r50_fpncarafe-dysample_1x_coco.py.
 _base_ = [
     'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
     '../_base_/upsamplers/dysample.py',

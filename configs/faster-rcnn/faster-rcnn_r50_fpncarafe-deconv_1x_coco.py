@@ -1,0 +1,8 @@
+# Faster R-CNN R50, 1x COCO, mmdet's FPN_CARAFE topology (four top-down upsamplers); upsampler:
+# transposed convolution, kernel 3, stride 2 (FPN_CARAFE's 'deconv').
+# Published: +2.4M parameters (DySample paper); the AP is not in shared/papers/RESULTS.md.
+_base_ = [
+    './faster-rcnn_r50_fpncarafe-nearest_1x_coco.py',
+    '../_base_/upsamplers/deconv.py',
+]
+model = dict(neck=dict(upsample_cfg={{_base_.upsample_cfg}}))
