@@ -227,3 +227,34 @@ def test_bad_arguments_are_named(kwargs, error, match):
     arguments.update(kwargs)
     with pytest.raises(error, match=match):
         LDAAQU(**arguments)
+
+
+def test_memory_format_and_dtype_conversions_keep_the_official_key_bias():
+    """``module.to(memory_format=torch.channels_last)`` works despite the official 5-D table,
+    which keeps its shape, values and identity through conversions."""
+    module = LDAAQU(16, 2)
+    table = module.relative_position_bias
+    values = table.detach().clone()
+    module.to(memory_format=torch.channels_last)
+    module.double()
+    assert module.relative_position_bias is table
+    assert table.shape == (1, 1, 1, 9, 4) and table.dtype == torch.float64
+    torch.testing.assert_close(table.detach(), values.double())
+
+
+@pytest.mark.parametrize('upsampler_init', ['own', 'neck'])
+def test_fpn_carafe_neck_initialisation(upsampler_init):
+    """In the authors' FPN_LAU topology, 'own' keeps LDA-AQU's zero last offset conv after the
+    neck's Xavier (what FPN_LAU.init_weights leaves); 'neck' re-draws it like every conv."""
+    pytest.importorskip('mmdet')
+    from mmdynup.det import FPNCARAFEWithUpsampler
+    torch.manual_seed(0)
+    neck = FPNCARAFEWithUpsampler([8, 16, 32, 64], 16, 5, upsampler_init=upsampler_init,
+                                  upsample_cfg=dict(type='LDAAQU', reduction_factor=2))
+    neck.init_weights()
+    assert len(neck.upsamplers) == 4
+    zero = [not up.offset_project.weight.any() for up in neck.upsamplers]
+    assert zero == [upsampler_init == 'own'] * 4
+    features = tuple(torch.randn(1, c, s, s + 1) for c, s in zip([8, 16, 32, 64], [25, 13, 7, 4]))
+    assert [tuple(out.shape[-2:]) for out in neck(features)] == [
+        (25, 26), (13, 14), (7, 8), (4, 5), (2, 3)]
