@@ -7,8 +7,8 @@ mmdet -> ours::
 
     neck.lateral_convs.*                    neck.lateral_convs.*        (unchanged)
     neck.fpn_convs.*                        neck.fpn_convs.*            (unchanged)
-    neck.upsample_modules.N.<key>           neck.upsamplers.N.<key>     (<key> renamed for
-                                                                         deconv: weight -> deconv.weight)
+    neck.upsample_modules.N.<key>           neck.upsamplers.N.<key>     (deconv: weight ->
+                                                                         deconv.weight)
     roi_head.mask_head.upsample.<key>       roi_head.mask_head.upsample.<key>   (unchanged)
 
 Every other key passes unchanged; a neck key outside these submodules is refused with the list.

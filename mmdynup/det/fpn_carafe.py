@@ -67,7 +67,8 @@ class FPNCARAFEWithUpsampler(TopDownUpsamplers, FPN_CARAFE):
 
     Example:
         >>> import torch
-        >>> neck = FPNCARAFEWithUpsampler([8, 16, 32, 64], 16, 5, upsample_cfg=dict(type='DySample'))
+        >>> neck = FPNCARAFEWithUpsampler([8, 16, 32, 64], 16, 5,
+        ...                               upsample_cfg=dict(type='DySample'))
         >>> feats = [torch.randn(1, c, s, s) for c, s in zip([8, 16, 32, 64], [94, 47, 24, 12])]
         >>> [tuple(out.shape[-2:]) for out in neck(tuple(feats))]
         [(94, 94), (47, 47), (24, 24), (12, 12), (6, 6)]

@@ -146,3 +146,41 @@ def test_bad_config_fails_at_build_naming_the_key(kwargs, error, words):
         FPNCARAFEWithUpsampler(IN_CHANNELS, 16, 5, **kwargs)
     for word in words:
         assert word in str(info.value)
+
+
+def _carafe_on_cpu(features, masks, kernel_size, group_size, scale_factor):
+    """mmcv's ``carafe`` (CUDA only) through our plain reference reassembly: masks
+    (B, G * k * k, sH, sW), channel ``g * k * k + tap`` as mmcv's kernel reads them."""
+    from mmdynup.ops.reassembly import reassemble_reference
+    batch, _, height, width = masks.shape
+    kernels = masks.view(batch, group_size, kernel_size ** 2, height, width)
+    return reassemble_reference(features, kernels, kernel_size, scale_factor)
+
+
+@pytest.mark.parametrize('carafe_cfg', [
+    dict(up_kernel=5, up_group=1, encoder_kernel=3, encoder_dilation=1, compressed_channels=8),
+    dict(up_kernel=3, up_group=2, encoder_kernel=5, encoder_dilation=1, compressed_channels=4),
+    dict(up_kernel=5, up_group=4, encoder_kernel=3, encoder_dilation=2, compressed_channels=16),
+], ids=['k5g1', 'k3g2e5', 'k5g4d2'])
+def test_equals_mmdet_fpn_carafe_with_carafe_at_odd_sizes(carafe_cfg, monkeypatch):
+    # mmcv's CARAFEPack with its CUDA reassembly swapped for a CPU one (as the shared record).
+    import sys
+    monkeypatch.setattr(sys.modules['mmcv.ops.carafe'], 'carafe', _carafe_on_cpu)
+    cfg = dict(type='carafe', **carafe_cfg)
+    reference, ours = _mmdet_pair(cfg, cfg)
+    features = pyramid_features(IN_CHANNELS, 45, 61, seed=3)
+    ours_inputs = [f.clone().requires_grad_(True) for f in features]
+    reference_inputs = [f.clone().requires_grad_(True) for f in features]
+    ours_out, reference_out = ours(tuple(ours_inputs)), reference(tuple(reference_inputs))
+    upstream = [torch.randn_like(out) for out in ours_out]
+    torch.autograd.backward(ours_out, upstream)
+    torch.autograd.backward(reference_out, upstream)
+    for level, (a, b) in enumerate(zip(ours_out, reference_out)):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-8, msg=lambda m: f'level {level}: {m}')
+    for a, b in zip(ours_inputs, reference_inputs):
+        torch.testing.assert_close(a.grad, b.grad, atol=1e-10, rtol=1e-8)
+    theirs = dict(reference.named_parameters())
+    for name, parameter in ours.named_parameters():
+        torch.testing.assert_close(parameter.grad,
+                                   theirs[name.replace('upsamplers.', 'upsample_modules.')].grad,
+                                   atol=1e-10, rtol=1e-8, msg=lambda m: f'{name}: {m}')
