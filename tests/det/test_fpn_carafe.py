@@ -8,6 +8,7 @@ from mmdet.models.necks import FPN_CARAFE
 from mmdet.registry import MODELS as MMDET_MODELS
 from mmengine.registry import DefaultScope
 
+import mmdynup
 from mmdynup.converters import build_from_official, convert_official
 from mmdynup.det import FPNCARAFEWithUpsampler, added_parameters
 from tests.conftest import reference_dir, skip_without_reference
@@ -74,7 +75,7 @@ def test_equals_mmdet_fpn_carafe_with_its_other_upsamplers(name, size):
         torch.testing.assert_close(a.grad, b.grad, atol=1e-12, rtol=0)
 
 
-@pytest.mark.parametrize('name', ['DySample', 'FADE', 'SAPAB', 'CARAFE', 'NearestUpsample'])
+@pytest.mark.parametrize('name', mmdynup.list_upsamplers())
 def test_any_upsampler_on_odd_sizes_with_four_steps(name):
     neck = FPNCARAFEWithUpsampler(IN_CHANNELS, 32, 5, upsample_cfg=dict(type=name))
     features = pyramid_features(IN_CHANNELS, 45, 61, dtype=torch.float32)

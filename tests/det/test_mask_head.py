@@ -8,6 +8,7 @@ from mmdet.models.roi_heads.mask_heads import FCNMaskHead
 from mmdet.registry import MODELS as MMDET_MODELS
 from mmengine.registry import DefaultScope
 
+import mmdynup
 from mmdynup.det import FCNMaskHeadWithUpsampler
 from mmdynup.upsamplers.carafe import CARAFE
 from tests.seg.helpers import RecordingGuidedUpsample
@@ -43,16 +44,18 @@ def test_mmdet_carafe_form_builds_our_carafe_with_mmdets_keys():
     assert all(p.grad is not None for p in head.upsample.parameters())
 
 
-@pytest.mark.parametrize('name', ['DySample', 'FADE', 'SAPAB', 'PixelShuffleUpsample'])
+@pytest.mark.parametrize('name', mmdynup.list_upsamplers())
 def test_any_upsampler_gives_28x28_logits_and_gradients(name):
-    head = FCNMaskHeadWithUpsampler(upsample_cfg=dict(type=name), **HEAD)
-    out = head(torch.randn(3, 16, 14, 14))
+    # 32 channels: SAPABase's GroupNorm(32) needs multiples of 32.
+    head = FCNMaskHeadWithUpsampler(upsample_cfg=dict(type=name), **dict(HEAD, in_channels=32,
+                                                                         conv_out_channels=32))
+    out = head(torch.randn(3, 32, 14, 14))
     assert out.shape == (3, 3, 28, 28)
     out.sum().backward()
     missing = [n for n, p in head.upsample.named_parameters() if p.grad is None]
     assert not missing, missing
     # A batch without positive RoIs (mmdet then still calls the head) keeps the shape.
-    assert head(torch.randn(0, 16, 14, 14)).shape == (0, 3, 28, 28)
+    assert head(torch.randn(0, 32, 14, 14)).shape == (0, 3, 28, 28)
 
 
 def test_guided_upsampler_is_guided_by_its_input_enlarged_by_nearest():
