@@ -15,19 +15,17 @@ from tests.conftest import reference_dir, skip_without_reference
 from tests.det.neck_records import assert_neck_reproduces_record
 from tests.seg.helpers import RecordingGuidedUpsample, pyramid_features
 
-RECORD = reference_dir() / 'integration' / 'mmdet_fpn_carafe.pt'
+# mmdet_fpn_carafe.pt and any further record of the same neck (other seeds, sizes, kernels).
+RECORDS = sorted((reference_dir() / 'integration').glob('mmdet_fpn_carafe*.pt'))
 IN_CHANNELS = [8, 16, 24, 32]
 
 
-def _record():
-    return torch.load(RECORD, weights_only=True)
-
-
 @skip_without_reference('integration')
-def test_reproduces_mmdet_fpn_carafe_record():
-    record = _record()
+@pytest.mark.parametrize('path', RECORDS, ids=[path.stem for path in RECORDS])
+def test_reproduces_mmdet_fpn_carafe_record(path):
+    record = torch.load(path, weights_only=True)
     conversion = assert_neck_reproduces_record(record, FPNCARAFEWithUpsampler)
-    assert len(conversion.module.upsamplers) == 4
+    assert len(conversion.module.upsamplers) == len(conversion.module.lateral_convs) - 1
     built = build_from_official(record['official'], record['kwargs'], record['state_dict'])
     for name, tensor in built.state_dict().items():
         assert torch.equal(tensor, record['state_dict'][conversion.official_names[name]])
