@@ -34,6 +34,9 @@ PAPERS = {
     'A2U': 'A2U (Dai et al., CVPR 2021); upstream licence: MIT',
     'LDAAQU': 'LDA-AQU (Du et al., ACM MM 2024), any real scale; upstream licence: Apache-2.0 '
               '(mmdetection fork), code here written anew',
+    'FreqFusion': 'FreqFusion (Chen et al., TPAMI 2024), defaults (no resampler), also enhances '
+                  'the finer level it merges into; upstream licence: none declared, code here '
+                  'written anew',
 }
 
 
