@@ -1,28 +1,30 @@
 """The authors' SegFormer head (poppinace/fade ``segformer/segformer_head.py``, an NVlabs SegFormer
-head on mmseg 0.11) and their SegFormer checkpoints -> :class:`mmdynup.seg.SegformerHeadWithUpsampler`
-in its ``head_form='authors'``, with NVlabs' MiT backbone -> mmseg's ``MixVisionTransformer``.
+head on mmseg 0.11) and their SegFormer checkpoints ->
+:class:`mmdynup.seg.SegformerHeadWithUpsampler` (``head_form='authors'``), with NVlabs' MiT backbone -> mmseg's ``MixVisionTransformer``.
 
-Head layout diff, authors -> ours::
+Head layout diff, authors -> ours (Linear weights (E, C_k) become 1x1 conv weights (E, C_k, 1, 1);
+the authors' own ``conv_seg`` is never used by their forward and is dropped)::
 
-    linear_c{k}.proj.{weight[E, C_k], bias}   convs.{k-1}.{weight[E, C_k, 1, 1], bias}  (Linear = 1x1 conv)
-    linear_fuse.{conv, bn}                    fusion_conv.{conv, bn}
-    linear_pred                               conv_seg      (the authors' own conv_seg is never used: dropped)
-    upsamplers.N.<FADE_L2H keys>              pyramid_upsampler.upsamplers.N.<same keys>
+    linear_c{k}.proj              convs.{k-1}
+    linear_fuse.{conv, bn}        fusion_conv.{conv, bn}
+    linear_pred                   conv_seg
+    upsamplers.N.<FADE_L2H keys>  pyramid_upsampler.upsamplers.N.<same keys>
 
-Backbone layout diff, NVlabs ``mix_transformer.py`` -> mmseg ``mit.py`` (stage i = 1..4)::
+Backbone layout diff, NVlabs ``mix_transformer.py`` -> mmseg ``mit.py`` (stage i = 1..4; block
+``b`` = ``block{i}.{j}`` -> ``layers.{i-1}.1.{j}``; fc1 / fc2 weights become 1x1 convs)::
 
-    patch_embed{i}.proj / .norm               layers.{i-1}.0.projection / .norm
-    block{i}.{j}.norm1 / norm2                layers.{i-1}.1.{j}.norm1 / norm2
-    block{i}.{j}.attn.q + attn.kv             layers.{i-1}.1.{j}.attn.attn.in_proj_{weight,bias}  ([q; kv] rows)
-    block{i}.{j}.attn.proj                    layers.{i-1}.1.{j}.attn.attn.out_proj
-    block{i}.{j}.attn.sr / attn.norm          layers.{i-1}.1.{j}.attn.sr / attn.norm
-    block{i}.{j}.mlp.fc1 / dwconv.dwconv / fc2  layers.{i-1}.1.{j}.ffn.layers.0 / 1 / 4  (fc weights as 1x1 convs)
-    norm{i}                                   layers.{i-1}.2
-    head                                      dropped (MiT's ImageNet classifier; no segmentor uses it)
+    patch_embed{i}.proj / .norm   layers.{i-1}.0.projection / .norm
+    b.norm1 / b.norm2             norm1 / norm2
+    b.attn.q + b.attn.kv          attn.attn.in_proj_{weight, bias} (rows [q; kv])
+    b.attn.proj                   attn.attn.out_proj
+    b.attn.sr / b.attn.norm       attn.sr / attn.norm
+    b.mlp.fc1 / .dwconv.dwconv / .fc2   ffn.layers.0 / 1 / 4
+    norm{i}                       layers.{i-1}.2
+    head                          dropped (MiT's ImageNet classifier; no segmentor uses it)
 
-Only the published head revision loads: the FADE log behind the 44.41 row was written by an earlier
-revision (``FadeUp`` with ``selector``, ``FuseGeneral`` with ``conv1_g`` / ``conv1_x``), whose keys
-are refused with that reason.
+Only the published head revision loads: the FADE log behind the 44.41 row was written by an
+earlier revision (``FadeUp`` with ``selector``, ``FuseGeneral`` with ``conv1_g`` / ``conv1_x``),
+whose keys are refused with that reason.
 """
 from __future__ import annotations
 
@@ -198,7 +200,8 @@ def infer_upsampler_official(state_dict: Mapping[str, Tensor], prefix: str) -> O
 
 
 def detect_segformer_authors(state_dict: Mapping[str, Tensor]) -> Optional[str]:
-    found = [key for key in ('decode_head.linear_c1.proj.weight', 'decode_head.linear_fuse.conv.weight',
+    found = [key for key in ('decode_head.linear_c1.proj.weight',
+                             'decode_head.linear_fuse.conv.weight',
                              'decode_head.linear_pred.weight') if key in state_dict]
     return f'found {", ".join(found)}' if len(found) == 3 else None
 

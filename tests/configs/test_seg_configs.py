@@ -99,7 +99,8 @@ SEGFORMER_PAPER_CONFIGS = [REPO_ROOT / 'configs' / 'segformer' /
                                         'sapa-b', 'sapa-g', 'dysample', 'dysample-plus',
                                         'dysample-s', 'dysample-s-plus')]
 #: UPerNet rows of tiny-smart/sapa (the fork's recipe) and the configs built the same way.
-UPERNET_CONFIGS = [REPO_ROOT / 'configs' / 'upernet' / f'upernet_r50_{name}_4xb4-80k_ade20k-512x512.py'
+UPERNET_CONFIGS = [REPO_ROOT / 'configs' / 'upernet' /
+                   f'upernet_r50_{name}_4xb4-80k_ade20k-512x512.py'
                    for name in ('bilinear', 'carafe', 'fade-without-gating', 'fade-gated',
                                 'sapa-b', 'dysample', 'dysample-plus')]
 SIZE_DIVISOR_32 = dict(type='ResizeToMultiple', size_divisor=32)
@@ -137,7 +138,8 @@ def test_upernet_config_tests_at_multiples_of_32(path):
 
 @pytest.mark.parametrize('name, gate', [('fade-without-gating', False), ('fade-gated', True)])
 def test_upernet_fade_configs_build_what_their_names_say(name, gate):
-    cfg = _load(REPO_ROOT / 'configs' / 'upernet' / f'upernet_r50_{name}_4xb4-80k_ade20k-512x512.py')
+    cfg = _load(REPO_ROOT / 'configs' / 'upernet' /
+                f'upernet_r50_{name}_4xb4-80k_ade20k-512x512.py')
     head = _build(cfg.model.decode_head)
     assert len(head.upsamplers) == 3
     assert all(any(key.startswith('gate_generator.') for key in up.state_dict()) == gate

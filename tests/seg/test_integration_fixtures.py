@@ -134,3 +134,45 @@ def test_whole_checkpoint_conversion_renames_only_the_head_upsamplers():
     state_dict['decode_head.not_a_layer.weight'] = torch.zeros(1)
     with pytest.raises(ValueError, match=r"\['decode_head.not_a_layer.weight'\]"):
         convert_segmentation_fork(state_dict, upsample_cfg=cfg)
+
+
+AUTHORS_SEGFORMER = {'repo': 'poppinace/fade', 'cls': 'SegFormerHead'}
+AUTHORS_KWARGS = dict(in_channels=[8, 8, 8, 8], in_index=[0, 1, 2, 3],
+                      feature_strides=[4, 8, 16, 32], channels=4, dropout_ratio=0.1, num_classes=3, decoder_params={'embed_dim': 8},
+                      norm_cfg=dict(type='BN', requires_grad=True), align_corners=False)
+
+
+@pytest.mark.parametrize('change, match', [
+    (dict(upsample_cfg={'upsample_mode': 'fade', 'is_guided': False}), 'is_guided=False calls'),
+    (dict(upsample_cfg={'upsample_mode': 'lca_exp', 'is_guided': True}), "mode='lca_exp'"),
+    (dict(upsample_cfg={'upsample_mode': 'fade'}), 'is_guided=None'),
+    (dict(upsample_cfg={'upsample_mode': 'fade', 'is_guided': True},
+          feature_strides=[8, 4, 16, 32]), 'the finest first'),
+    (dict(upsample_cfg={'upsample_mode': 'bilinear', 'is_guided': False}, pool_scales=[1]),
+     r"\['pool_scales'\]"),
+], ids=['unguided-fade', 'sapa-mode', 'no-is_guided', 'strides', 'unknown-kwarg'])
+def test_authors_segformer_kwargs_it_would_not_build_are_refused(change, match):
+    with pytest.raises(ValueError, match=match):
+        build_from_official(AUTHORS_SEGFORMER, dict(AUTHORS_KWARGS, **change), {})
+
+
+def test_authors_segformer_head_of_the_earlier_revision_is_refused():
+    kwargs = dict(AUTHORS_KWARGS, upsample_cfg={'upsample_mode': 'fade', 'is_guided': True})
+    with pytest.raises(ValueError, match='FadeUp selector'):
+        build_from_official(AUTHORS_SEGFORMER, kwargs,
+                            {'upsamplers.0.selector.weight': torch.zeros(1, 8, 1, 1)})
+
+
+@skip_without_reference('integration')
+def test_authors_segformer_weights_are_the_records():
+    path = next(path for path in FILES if path.stem == 'segformer_head_fade')
+    record = _load(path)
+    conversion = convert_official(record['official'], record['kwargs'], record['state_dict'])
+    assert isinstance(conversion.module, SegformerHeadWithUpsampler)
+    assert conversion.module.head_form == 'authors'
+    for name, tensor in conversion.module.state_dict().items():
+        official = record['state_dict'][conversion.official_names[name]]
+        assert torch.equal(tensor, official.reshape(tensor.shape)), name
+    # Only NVlabs' unused conv_seg has no counterpart.
+    assert set(record['state_dict']) - set(conversion.official_names.values()) == \
+        set(record['params_without_grad'])

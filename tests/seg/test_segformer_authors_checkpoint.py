@@ -40,7 +40,8 @@ def _nvlabs_layout(state_dict):
         if match:
             stage, part, rest = int(match.group(1)) + 1, int(match.group(2)), match.group(3)
             if part == 0:
-                theirs[f'backbone.patch_embed{stage}.' + rest.replace('projection.', 'proj.')] = value
+                rest = rest.replace('projection.', 'proj.')
+                theirs[f'backbone.patch_embed{stage}.{rest}'] = value
             elif part == 2:
                 theirs[f'backbone.norm{stage}.{rest}'] = value
             else:

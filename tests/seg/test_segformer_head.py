@@ -140,5 +140,6 @@ def test_authors_form_projects_without_norm_or_activation():
 
 
 def test_unknown_head_form_is_refused():
-    with pytest.raises(ValueError, match=r"head_form='nvlabs' is not one of \('mmseg', 'authors'\)"):
+    with pytest.raises(ValueError,
+                       match=r"head_form='nvlabs' is not one of \('mmseg', 'authors'\)"):
         SegformerHeadWithUpsampler(head_form='nvlabs', **HEAD)
