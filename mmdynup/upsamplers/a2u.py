@@ -154,21 +154,29 @@ class AffinityKernelGenerator(nn.Module):
                              f'generator filters with stride 2 and needs even sides (pad it, as '
                              f'mmdynup.upsamplers.a2u.A2U does)')
 
-    def filtered(self, guide: Tensor, filter_conv: nn.Conv2d, norm: nn.GroupNorm) -> Tensor:
-        """Per-sample depthwise stride-2 filtering of the guide, normalised: (B, c, H/2, W/2)."""
-        batch, channels, height, width = guide.shape
+    def filtered(self, guide: Tensor, stacked: Tensor, filter_conv: nn.Conv2d,
+                 norm: nn.GroupNorm) -> Tensor:
+        """Per-sample depthwise stride-2 filtering of the guide, normalised: (B, c, H/2, W/2).
+
+        ``stacked`` is the guide as one sample of B * c channels (channels-last: the CPU's
+        depthwise convolution with as many groups runs about 10x faster, backward included).
+        """
+        batch, channels = guide.shape[:2]
         k = self.encode_kernel_size
         filters = filter_conv(adaptive_average_pool(guide, k))  # (B, c or 1, k, k)
         filters = filters.expand(batch, channels, k, k).reshape(batch * channels, 1, k, k)
-        out = F.conv2d(guide.reshape(1, batch * channels, height, width), filters, stride=2,
-                       padding=self.padding, groups=batch * channels)
+        out = F.conv2d(stacked, filters, stride=2, padding=self.padding,
+                       groups=batch * channels)
         out = out.view(batch, channels, *out.shape[-2:])
         return F.leaky_relu(norm(out), NEGATIVE_SLOPE)
 
     def affinity(self, guide: Tensor) -> Tuple[Tensor, Tensor]:
         """The affinity map a (B, 1, H/2, W/2) and the pooled guide (B, c, 1, 1)."""
-        u = self.filtered(guide, self.filter_u, self.norm_u)
-        v = self.filtered(guide, self.filter_v, self.norm_v)
+        batch, channels, height, width = guide.shape
+        stacked = guide.reshape(1, batch * channels, height, width).contiguous(
+            memory_format=torch.channels_last)
+        u = self.filtered(guide, stacked, self.filter_u, self.norm_u)
+        v = self.filtered(guide, stacked, self.filter_v, self.norm_v)
         affinity = (u * v).sum(dim=1, keepdim=True) / math.sqrt(self.channels)
         return affinity, guide.mean(dim=(2, 3), keepdim=True)
 

@@ -12,7 +12,7 @@ from mmdynup.converters import convert_official
 from mmdynup.ops.downsample_reassembly import (downsample_reassemble,
                                                downsample_reassemble_reference)
 from mmdynup.ops.reassembly import reassemble_reference
-from mmdynup.upsamplers.a2u import A2U, AffinityKernelGenerator, a2u_downsample
+from mmdynup.upsamplers.a2u import A2U, AffinityKernelGenerator, a2u_downsample, pooling_matrix
 
 from .test_indexnet import assert_normal
 
@@ -136,6 +136,15 @@ def test_a2u_downsample_reads_the_generator_output_group_major():
     out_d, _ = generator(x)
     expected = downsample_reassemble_reference(x, out_d.view(2, 2, 36, 4, 5), 6)
     torch.testing.assert_close(a2u_downsample(x, out_d, 3, groups=2), expected)
+
+
+@pytest.mark.parametrize('size, bins', [((10, 14), 6), ((7, 9), 5), ((4, 3), 6), ((12, 12), 1)])
+def test_export_pooling_matrices_equal_adaptive_average_pooling(size, bins):
+    """The form ONNX export uses (ONNX pools only when the bins divide the size)."""
+    x = torch.randn(2, 3, *size, dtype=torch.float64)
+    pooled = torch.einsum('ih,bchw,jw->bcij', pooling_matrix(size[0], bins, x), x,
+                          pooling_matrix(size[1], bins, x))
+    torch.testing.assert_close(pooled, F.adaptive_avg_pool2d(x, bins))
 
 
 def test_init_is_xavier_normal_with_the_leaky_relu_gain():
