@@ -22,17 +22,17 @@ from .official import OfficialConversion, load_converted, register_official, ren
 SAPA_INPUT_ROLES = {'y': 'guide', 'x': 'x'}
 
 # Official constructor argument -> ours (for the arguments whose names differ).
-_COMMON_ARGUMENTS = {'dim_y': 'guide_channels', 'dim_x': 'in_channels',
+SAPA_COMMON_ARGUMENTS = {'dim_y': 'guide_channels', 'dim_x': 'in_channels',
                      'up_factor': 'scale_factor', 'up_kernel_size': 'up_kernel_size',
                      'embedding_dim': 'embedding_dim', 'qkv_bias': 'qkv_bias', 'norm': 'norm'}
-_SAPA_ARGUMENTS = dict(_COMMON_ARGUMENTS)
-_SAPAEXP_ARGUMENTS = dict(_COMMON_ARGUMENTS, out_dim='out_channels', q_mode='q_mode',
+_SAPA_ARGUMENTS = dict(SAPA_COMMON_ARGUMENTS)
+_SAPAEXP_ARGUMENTS = dict(SAPA_COMMON_ARGUMENTS, out_dim='out_channels', q_mode='q_mode',
                           v_embed='v_embed')
 # The segmentation / detection forks renamed ``up_factor`` to ``scale_factor``.
-_SAPA_BASE_ARGUMENTS = dict(_COMMON_ARGUMENTS, scale_factor='scale_factor')
+_SAPA_BASE_ARGUMENTS = dict(SAPA_COMMON_ARGUMENTS, scale_factor='scale_factor')
 
 
-def _our_arguments(official: str, kwargs: dict, table: Mapping[str, str]) -> dict:
+def sapa_arguments_to_ours(official: str, kwargs: dict, table: Mapping[str, str]) -> dict:
     """Rename the official constructor arguments; ``dim_x`` defaults to ``dim_y`` as upstream."""
     unknown = sorted(set(kwargs) - set(table))
     if unknown:
@@ -60,8 +60,8 @@ def _layer_norm_flag(official: str, norm) -> bool:
                      f'got {norm!r}')
 
 
-def _convert(official: str, module: nn.Module,
-             state_dict: Mapping[str, Tensor]) -> OfficialConversion:
+def convert_sapa_family(official: str, module: nn.Module,
+                        state_dict: Mapping[str, Tensor]) -> OfficialConversion:
     renamed, official_names = rename_keys(state_dict, [])
     load_converted(module, renamed, official)
     return OfficialConversion(module, official_names, dict(SAPA_INPUT_ROLES))
@@ -71,10 +71,10 @@ def _convert(official: str, module: nn.Module,
 def convert_sapa(kwargs: dict, state_dict: Mapping[str, Tensor]) -> OfficialConversion:
     """NeurIPS SAPA-B (Linear q / k, LayerNorm) -> :class:`SAPAB`."""
     official = 'sapa.SAPA'
-    arguments = _our_arguments(official, kwargs, _SAPA_ARGUMENTS)
+    arguments = sapa_arguments_to_ours(official, kwargs, _SAPA_ARGUMENTS)
     if 'norm' in arguments:
         arguments['norm'] = _layer_norm_flag(official, arguments['norm'])
-    return _convert(official, SAPAB(**arguments), state_dict)
+    return convert_sapa_family(official, SAPAB(**arguments), state_dict)
 
 
 @register_official('sapaexp.SAPAExp')
@@ -82,7 +82,7 @@ def convert_sapaexp(kwargs: dict, state_dict: Mapping[str, Tensor]) -> OfficialC
     """NeurIPS experimental SAPA -> :class:`SAPAB` (``encoder_only``, ``cat``) or :class:`SAPAG`
     (``gate``)."""
     official = 'sapaexp.SAPAExp'
-    arguments = _our_arguments(official, kwargs, _SAPAEXP_ARGUMENTS)
+    arguments = sapa_arguments_to_ours(official, kwargs, _SAPAEXP_ARGUMENTS)
     if 'norm' in arguments:
         arguments['norm'] = _layer_norm_flag(official, arguments['norm'])
     if arguments.get('q_mode') == 'gate':
@@ -90,12 +90,12 @@ def convert_sapaexp(kwargs: dict, state_dict: Mapping[str, Tensor]) -> OfficialC
         module = SAPAG(**arguments)
     else:
         module = SAPAB(**arguments)
-    return _convert(official, module, state_dict)
+    return convert_sapa_family(official, module, state_dict)
 
 
 @register_official('sapa_base.SAPA')
 def convert_sapa_base(kwargs: dict, state_dict: Mapping[str, Tensor]) -> OfficialConversion:
     """Journal SAPA-B (1x1 conv q / k, GroupNorm(32)) -> :class:`SAPABase`."""
     official = 'sapa_base.SAPA'
-    arguments = _our_arguments(official, kwargs, _SAPA_BASE_ARGUMENTS)
-    return _convert(official, SAPABase(**arguments), state_dict)
+    arguments = sapa_arguments_to_ours(official, kwargs, _SAPA_BASE_ARGUMENTS)
+    return convert_sapa_family(official, SAPABase(**arguments), state_dict)

@@ -13,12 +13,12 @@ from torch import Tensor
 
 from ..upsamplers.sapa_deform import SAPADeform
 from .official import OfficialConversion, register_official
-from .sapa import _COMMON_ARGUMENTS, _convert, _our_arguments
+from .sapa import SAPA_COMMON_ARGUMENTS, convert_sapa_family, sapa_arguments_to_ours
 
 OFFICIAL = 'sapa_deform.SAPADeform'
 # Official constructor argument -> ours: SAPA's table without the window size, plus the points.
 _SAPA_DEFORM_ARGUMENTS = {
-    **{name: ours for name, ours in _COMMON_ARGUMENTS.items() if name != 'up_kernel_size'},
+    **{name: ours for name, ours in SAPA_COMMON_ARGUMENTS.items() if name != 'up_kernel_size'},
     'scale_factor': 'scale_factor', 'num_point': 'num_point', 'groups': 'groups',
     'high_offset': 'high_offset'}
 
@@ -27,5 +27,5 @@ _SAPA_DEFORM_ARGUMENTS = {
 def convert_sapa_deform(kwargs: dict, state_dict: Mapping[str, Tensor]) -> OfficialConversion:
     """``SAPADeform(dim_y, dim_x=None, up_factor=2, num_point=9, groups=4, embedding_dim=32,
     qkv_bias=True, high_offset=True, norm=False)`` -> our :class:`SAPADeform`."""
-    arguments = _our_arguments(OFFICIAL, kwargs, _SAPA_DEFORM_ARGUMENTS)
-    return _convert(OFFICIAL, SAPADeform(**arguments), state_dict)
+    arguments = sapa_arguments_to_ours(OFFICIAL, kwargs, _SAPA_DEFORM_ARGUMENTS)
+    return convert_sapa_family(OFFICIAL, SAPADeform(**arguments), state_dict)

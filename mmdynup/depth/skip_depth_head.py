@@ -44,7 +44,7 @@ from mmseg.models.utils import resize
 from mmseg.registry import MODELS
 from torch import Tensor, nn
 
-from ..upsamplers.base import check_positive_int
+from ..checks import check_positive_int
 from ..upsamplers.host_config import build_head_upsampler
 from .depth_head import DepthHeadMixin
 

@@ -11,7 +11,7 @@ import torch
 from mmengine.registry import DATASETS
 from torch.utils.data import Dataset
 
-from ..upsamplers.base import check_positive_int
+from ..checks import check_positive_int
 
 
 @DATASETS.register_module(force=True)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..upsamplers.base import check_divisible, check_positive_int
+from ..checks import check_divisible, check_positive_int
 
 
 def multihead_attention(query: Tensor, key: Tensor, value: Tensor, num_heads: int) -> Tensor:

@@ -24,7 +24,7 @@ from mmengine.model import BaseModel
 from torch import Tensor, nn
 
 from ..registry import MODELS
-from ..upsamplers.base import check_divisible, check_positive_int
+from ..checks import check_divisible, check_positive_int
 from .layers import Block, CrossBlock, InputNormalizedLinear, PatchEmbed
 from .objective import (Masking, gather_tokens, normalized_pixel_target, paired_residual_loss,
                         random_masking, residual_pairs)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..upsamplers.base import check_divisible, check_positive_int
+from ..checks import check_divisible, check_positive_int
 
 
 def sincos_1d(positions: Tensor, dims: int) -> Tensor:

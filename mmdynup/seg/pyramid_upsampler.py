@@ -26,7 +26,7 @@ from typing import List, Mapping, Optional, Sequence, Tuple
 from mmseg.models.utils import resize
 from torch import Tensor, nn
 
-from ..upsamplers.base import check_positive_int
+from ..checks import check_positive_int
 from ..upsamplers.host_config import (build_head_upsampler, resolve_upsampler_class,
                                       upsample_like)
 

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..registry import register_upsampler
-from .base import Upsampler, check_odd_kernel, check_positive_int, crop_to
+from ..checks import check_odd_kernel, check_positive_int
+from .base import Upsampler, crop_to
 
 
 @register_upsampler

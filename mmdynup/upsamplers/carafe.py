@@ -17,7 +17,8 @@ from torch import Tensor, nn
 
 from ..ops.reassembly import reassemble
 from ..registry import register_upsampler
-from .base import Upsampler, check_divisible, check_odd_kernel, check_positive_int, crop_to
+from ..checks import check_divisible, check_odd_kernel, check_positive_int
+from .base import Upsampler, crop_to
 
 
 def normalise_kernels(kernel_scores: Tensor, groups: int,

@@ -25,7 +25,8 @@ from torch import Tensor, nn
 
 from ..ops.point_sampling import point_sample, subpixel_positions
 from ..registry import register_upsampler
-from .base import Upsampler, check_divisible, check_positive_int
+from ..checks import check_divisible, check_positive_int
+from .base import Upsampler
 
 STYLES = ('lp', 'pl')
 STATIC_SCOPE = 0.25

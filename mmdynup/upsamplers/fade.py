@@ -39,7 +39,8 @@ from torch import Tensor, nn
 
 from ..ops.reassembly import parent_index, reassemble
 from ..registry import register_upsampler
-from .base import Upsampler, check_odd_kernel, check_positive_int, check_scale_factor
+from ..checks import check_odd_kernel, check_positive_int, check_scale_factor
+from .base import Upsampler
 from .carafe import normalise_kernels
 
 

@@ -38,18 +38,13 @@ from torch import Tensor, nn
 from ..ops.local_similarity import local_attention
 from ..ops.reassembly import parent_index
 from ..registry import register_upsampler
-from .base import Upsampler, check_odd_kernel, check_positive_int, memory_format_of
+from ..checks import check_bool, check_odd_kernel, check_positive_int
+from .base import Upsampler, memory_format_of
 
 #: Query modes of the NeurIPS code (``SAPAExp``) that :class:`SAPAB` accepts.
 SAPAB_QUERY_MODES = ('encoder_only', 'cat')
 #: GroupNorm group count hard-coded in the journal code (``sapa_base.SAPA``).
 GROUP_NORM_GROUPS = 32
-
-
-def check_bool(name: str, value) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f'{name} must be True or False, got {value!r} ({type(value).__name__})')
-    return value
 
 
 class ChannelsLastSafeGroupNorm(nn.GroupNorm):

@@ -24,8 +24,9 @@ from torch import Tensor, nn
 
 from ..ops.point_sampling import point_sample, subpixel_positions
 from ..registry import register_upsampler
-from .base import Upsampler, check_divisible, check_positive_int
-from .sapa import check_bool, group_norm_32
+from ..checks import check_bool, check_divisible, check_positive_int
+from .base import Upsampler
+from .sapa import group_norm_32
 
 
 @register_upsampler
