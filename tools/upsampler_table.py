@@ -37,6 +37,8 @@ PAPERS = {
     'FreqFusion': 'FreqFusion (Chen et al., TPAMI 2024), defaults (no resampler), also enhances '
                   'the finer level it merges into; upstream licence: none declared, code here '
                   'written anew',
+    'FRFU': 'FRFU (2025; RRFU in its experiments), gated offsets, 4 groups, 3 x 3 filter; '
+            'upstream licence: none declared for the operator, code here written anew',
 }
 
 

@@ -152,6 +152,8 @@ def _authors_added_parameters(name, width=256, kernel=5, embedding=32, groups=4,
     taps = kernel ** 2
     conv1x1 = lambda cin, cout, bias=True: cin * cout + (cout if bias else 0)  # noqa: E731
     layer_norms = 2 * 2 * width
+    if name == 'frfu':  # frfu.FRFU, defaults, at the authors' decoder width 128 (its run log)
+        return 6 * (2 * conv1x1(128, 2 * groups * scale ** 2) + 2 * conv1x1(128, 3 ** 2))
     if name == 'freqfusion':  # three steps of 256, 512, 768 input channels (concatenating form)
         return sum(_freqfusion_parameters(k * width, width, (k + 1) * width // 4)
                    for k in (1, 2, 3))
