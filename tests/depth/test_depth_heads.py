@@ -181,3 +181,12 @@ def test_missing_depth_ground_truth_is_reported():
     head = _uper_head(None)
     with pytest.raises(KeyError, match='LoadDepthAnnotation'):
         head.loss(_features(UPER_CHANNELS, 4, batch=1), [sample], train_cfg={})
+
+
+@pytest.mark.parametrize('module', ['mmdynup.depth.skip_depth_head',
+                                    'mmdynup.depth.uper_depth_head'])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0
