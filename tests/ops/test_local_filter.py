@@ -4,25 +4,17 @@ import torch
 
 from mmdynup.ops.dispatch import use_implementation
 from mmdynup.ops.local_filter import LocalFilter, local_filter, local_filter_reference
+from tests.ops.test_reassembly_fast import make_inputs
 
-# (batch, channels, groups, (H, W), output (oH, oW), kernel_size)
+# (batch, channels, groups, (H, W), output (oH, oW), kernel_size, scale 1): the cases of
+# tests/ops/test_reassembly_fast.py, whose make_inputs builds them.
 CASES = [
-    (2, 6, 1, (5, 7), (5, 7), 3),
-    (1, 8, 2, (6, 4), (5, 3), 5),     # cropped output: the top-left window
-    (2, 6, 3, (3, 2), (3, 2), 7),     # window larger than the map: most taps read padding
-    (1, 4, 4, (4, 5), (4, 5), 1),
-    (2, 4, 1, (1, 1), (1, 1), 3),
+    (2, 6, 1, (5, 7), (5, 7), 3, 1),
+    (1, 8, 2, (6, 4), (5, 3), 5, 1),     # cropped output: the top-left window
+    (2, 6, 3, (3, 2), (3, 2), 7, 1),     # window larger than the map: most taps read padding
+    (1, 4, 4, (4, 5), (4, 5), 1, 1),
+    (2, 4, 1, (1, 1), (1, 1), 3, 1),
 ]
-
-
-def make_inputs(case, dtype=torch.float64, seed=0):
-    batch, channels, groups, size, out, kernel_size = case
-    generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, channels, *size, generator=generator, dtype=torch.float64)
-    kernels = torch.randn(batch, groups, kernel_size ** 2, *out, generator=generator,
-                          dtype=torch.float64).softmax(2)
-    grad = torch.randn(batch, channels, *out, generator=generator, dtype=torch.float64)
-    return x.to(dtype), kernels.to(dtype), grad.to(dtype)
 
 
 def run(impl, x, kernels, grad, kernel_size):
@@ -36,14 +28,14 @@ def run(impl, x, kernels, grad, kernel_size):
 @pytest.mark.parametrize('case', CASES)
 def test_fast_equals_reference_in_float64(case):
     x, kernels, grad = make_inputs(case)
-    expected = run('reference', x, kernels, grad, case[-1])
-    for result, reference in zip(run('tiled', x, kernels, grad, case[-1]), expected):
+    expected = run('reference', x, kernels, grad, case[-2])
+    for result, reference in zip(run('tiled', x, kernels, grad, case[-2]), expected):
         torch.testing.assert_close(result, reference, atol=1e-12, rtol=0)
 
 
 def test_reference_is_the_formula():
     """out(c, i, j) = sum_{u, v} w[u k + v](i, j) x(c, i + u - r, j + v - r), zero outside."""
-    x, kernels, _ = make_inputs((1, 2, 1, (3, 4), (3, 4), 3))
+    x, kernels, _ = make_inputs((1, 2, 1, (3, 4), (3, 4), 3, 1))
     out = local_filter_reference(x, kernels, 3)
     for i in range(3):
         for j in range(4):
@@ -60,10 +52,10 @@ def test_reference_is_the_formula():
 def test_fast_error_at_most_twice_the_reference_error(case, dtype):
     """The ratio rule: err(fast) <= 2 err(reference) in the same precision (+ a float64 ulp
     floor), outputs and both gradients, against float64."""
-    exact = run('reference', *make_inputs(case), case[-1])
+    exact = run('reference', *make_inputs(case), case[-2])
     x, kernels, grad = make_inputs(case, dtype)
-    fast = run('tiled', x, kernels, grad, case[-1])
-    reference = run('reference', x, kernels, grad, case[-1])
+    fast = run('tiled', x, kernels, grad, case[-2])
+    reference = run('reference', x, kernels, grad, case[-2])
     for ours, theirs, truth in zip(fast, reference, exact):
         assert ours.dtype == dtype
         error = (ours.double() - truth).abs().max()
