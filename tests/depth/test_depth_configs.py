@@ -151,7 +151,7 @@ def test_default_seg_pad_val_pads_depth_with_255_metres_counted_as_valid():
         preprocessor = _load(path).model.data_preprocessor
         assert preprocessor.seg_pad_val == 0
         ours = SegDataPreProcessor(**{k: v for k, v in preprocessor.items() if k != 'type'})
-        ours.pad_size = (64, 64)
+        ours.size = (64, 64)
         ours_padded = ours(copy.deepcopy(batch), training=True)['data_samples'][0]
         assert (ours_padded.gt_depth_map.data[0, 50:] == 0).all()
 
