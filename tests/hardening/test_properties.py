@@ -51,10 +51,8 @@ def upsampler_config(name: str, scale_factor: int, channels: int) -> dict:
 
 
 def channels_for(name: str, scale_factor: int) -> int:
-    if name == 'A2U':
+    if name in ('A2U', 'SAPABase'):
         return 64  # GroupNorm(32) with two channels per group: 1 x 1 maps normalise
-    if name == 'SAPABase':
-        return 32  # GroupNorm(32)
     if name in ('DySampleS', 'DySampleSPlus'):
         return 2 * scale_factor ** 2  # 'pl' style: divisible by s^2 and by the 2 groups
     return 8
