@@ -15,7 +15,7 @@ change.
 """
 from __future__ import annotations
 
-from typing import List, Mapping, Optional, Sequence, Tuple
+from typing import List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch.nn.functional as F
 from mmdet.models.necks import FPN
@@ -100,7 +100,9 @@ class TopDownUpsamplers:
     convs."""
 
     def build_upsamplers(self, cfg: dict, upsampler_init: str, steps: int,
-                         channels: int) -> None:
+                         channels: Union[int, Sequence[int]]) -> None:
+        """``steps`` upsamplers at ``channels`` (one width, or one per step: YOLOX's PAFPN
+        upsamples each level at the width of the next finer one)."""
         owner = type(self).__name__
         if upsampler_init not in UPSAMPLER_INITS:
             raise ValueError(f'{owner}: upsampler_init must be one of {UPSAMPLER_INITS} '
@@ -110,10 +112,11 @@ class TopDownUpsamplers:
         self.upsample_cfg = cfg
         self.upsampler_init = upsampler_init
         # Step i - 1 merges level i into level i - 1; only these steps exist (no spare ones).
+        widths = [channels] * steps if isinstance(channels, int) else list(channels)
         self.upsamplers = nn.ModuleList(
-            build_head_upsampler(cfg, 'upsample_cfg', owner, in_channels=channels,
-                                 guide_channels=channels)
-            for _ in range(steps))
+            build_head_upsampler(cfg, 'upsample_cfg', owner, in_channels=width,
+                                 guide_channels=width)
+            for width in widths)
 
     def init_weights(self) -> None:
         """The mmdet neck's init; with ``upsampler_init='own'`` the upsamplers' own
@@ -178,27 +181,10 @@ class FPNWithUpsampler(TopDownUpsamplers, FPN):
         self.build_upsamplers(cfg, upsampler_init, len(self.lateral_convs) - 1, out_channels)
 
     def pyramid_outputs(self, inputs: Sequence[Tensor], laterals: List[Tensor]) -> tuple:
-        """3x3 ``fpn_convs`` on the merged laterals, then the extra levels of mmdet's ``FPN``
-        (stride-2 max pool, or the extra stride-2 convs on ``add_extra_convs``'s source)."""
+        """3x3 ``fpn_convs`` on the merged laterals, then mmdet's extra levels
+        (:func:`extra_levels`)."""
         outs = [conv(lateral) for conv, lateral in zip(self.fpn_convs, laterals)]
-        levels = len(laterals)
-        if self.num_outs <= levels:
-            return tuple(outs)
-        if not self.add_extra_convs:
-            for _ in range(self.num_outs - levels):
-                outs.append(F.max_pool2d(outs[-1], 1, stride=2))
-            return tuple(outs)
-        if self.add_extra_convs == 'on_input':
-            source = inputs[self.backbone_end_level - 1]
-        elif self.add_extra_convs == 'on_lateral':
-            source = laterals[-1]
-        else:
-            source = outs[-1]
-        outs.append(self.fpn_convs[levels](source))
-        for index in range(levels + 1, self.num_outs):
-            previous = F.relu(outs[-1]) if self.relu_before_extra_convs else outs[-1]
-            outs.append(self.fpn_convs[index](previous))
-        return tuple(outs)
+        return extra_levels(self, inputs, laterals, outs)
 
     def forward(self, inputs: Tuple[Tensor, ...]) -> tuple:
         """(B, in_channels[l], H_l, W_l) per level -> ``num_outs`` maps (B, out_channels, ., .)."""
@@ -208,6 +194,32 @@ class FPNWithUpsampler(TopDownUpsamplers, FPN):
         laterals = [conv(inputs[index + self.start_level])
                     for index, conv in enumerate(self.lateral_convs)]
         return self.pyramid_outputs(inputs, self.top_down(laterals))
+
+
+def extra_levels(neck: FPN, inputs: Sequence[Tensor], laterals: List[Tensor],
+                 outs: List[Tensor]) -> tuple:
+    """mmdet's ``FPN`` / ``PAFPN`` levels beyond the backbone's, appended to ``outs`` (one map per
+    lateral): stride-2 max pools of the last output, or the extra stride-2 ``fpn_convs`` on
+    ``add_extra_convs``'s source (the last input, the last lateral or the last output)."""
+    outs = list(outs)
+    levels = len(laterals)
+    if neck.num_outs <= levels:
+        return tuple(outs)
+    if not neck.add_extra_convs:
+        for _ in range(neck.num_outs - levels):
+            outs.append(F.max_pool2d(outs[-1], 1, stride=2))
+        return tuple(outs)
+    if neck.add_extra_convs == 'on_input':
+        source = inputs[neck.backbone_end_level - 1]
+    elif neck.add_extra_convs == 'on_lateral':
+        source = laterals[-1]
+    else:
+        source = outs[-1]
+    outs.append(neck.fpn_convs[levels](source))
+    for index in range(levels + 1, neck.num_outs):
+        previous = F.relu(outs[-1]) if neck.relu_before_extra_convs else outs[-1]
+        outs.append(neck.fpn_convs[index](previous))
+    return tuple(outs)
 
 
 def added_parameters(neck: nn.Module) -> int:
