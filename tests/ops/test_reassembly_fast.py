@@ -54,13 +54,6 @@ def assert_ratio_rule(fast, reference, exact, names, dtype):
         assert fast_error <= 2 * reference_error, (name, fast_error, reference_error)
 
 
-@pytest.fixture(params=['one tile', 'one row per tile'])
-def tile_budget(request, monkeypatch):
-    if request.param == 'one row per tile':
-        monkeypatch.setattr(reassembly, 'CPU_TILE_ELEMENTS', 1)
-    return request.param
-
-
 @pytest.mark.parametrize('case', CASES)
 def test_float64_matches_reference(case, tile_budget):
     x, kernels, grad = make_inputs(case)

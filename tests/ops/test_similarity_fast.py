@@ -12,7 +12,7 @@ from mmdynup.ops.local_similarity import local_attention, local_similarity_refer
 from mmdynup.ops.reassembly import TiledPrimitives
 from mmdynup.ops.similarity_kernels import LocalSimilarity, fast_local_similarity
 
-from .test_reassembly_fast import LargestAllocation, assert_ratio_rule, tile_budget  # noqa: F401
+from .test_reassembly_fast import LargestAllocation, assert_ratio_rule
 
 # (batch, embedding d, low-res (H, W), output (oH, oW), kernel_size, scale_factor)
 CASES = [
