@@ -1,0 +1,6 @@
+# Faster R-CNN R50-PAFPN, 1x COCO;
+# top-down upsampler of the PAFPN: DySample (Liu et al., ICCV 2023; 'lp', 4 groups, static scope).
+# Everything else is mmdet's config.
+_base_ = ['mmdet::pafpn/faster-rcnn_r50_pafpn_1x_coco.py', '../_base_/upsamplers/dysample.py']
+custom_imports = dict(imports=['mmdynup'], allow_failed_imports=False)
+model = dict(neck=dict(type='PAFPNWithUpsampler', upsample_cfg={{_base_.upsample_cfg}}))
