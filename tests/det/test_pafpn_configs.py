@@ -48,6 +48,14 @@ def test_config_builds_with_its_neck_and_upsampler(config):
     assert type(model.neck).__name__ == FOLDERS[folder]
     assert {type(up).__name__ for up in model.neck.upsamplers} == {UPSAMPLERS[upsampler]}
     assert (added_parameters(model.neck) == 0) == (upsampler == 'nearest')
+    # The folder README's row: | [config](config) | upsampler | params | added | ...
+    readme = (REPO_ROOT / 'configs' / folder / 'README.md').read_text()
+    row = re.search(rf'^\| \[{re.escape(config.split("/")[1])}\].*$', readme, re.M)
+    assert row, f'{config} has no row in configs/{folder}/README.md'
+    params, added = (int(cell.strip().lstrip('+').replace(',', ''))
+                     for cell in row[0].split('|')[3:5])
+    assert params == sum(parameter.numel() for parameter in model.parameters())
+    assert added == added_parameters(model.neck)
 
 
 RECIPES = {
