@@ -19,12 +19,13 @@ the image gets Gaussian noise, so the network needs shape and context.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Dict, Tuple
 
 import cv2
 import numpy as np
+
+from .recipe_stamp import already_written, write_stamp
 
 CLASSES: Tuple[str, ...] = ('background', 'wire', 'disc', 'lattice')
 PALETTE = ((120, 120, 120), (230, 25, 75), (60, 180, 75), (0, 130, 200))
@@ -105,16 +106,8 @@ def write_synthetic_ade(data_root, num_train: int = 64, num_val: int = 16, size:
         raise ValueError(f'size must be >= {MIN_SIZE} pixels, got {size}')
     root = Path(data_root)
     recipe = dict(num_train=num_train, num_val=num_val, size=size, seed=seed, classes=CLASSES)
-    stamp = root / 'synthetic_ade.json'
-    if stamp.exists():
-        if json.loads(stamp.read_text()) == json.loads(json.dumps(recipe)):
-            return {'training': num_train, 'validation': num_val}
-        if not overwrite:
-            raise FileExistsError(f'{root} holds a synthetic set made with other arguments '
-                                  f'({stamp.read_text()}); pass overwrite=True or another root')
-    elif root.exists() and any(root.iterdir()) and not overwrite:
-        raise FileExistsError(f'{root} exists and is not a synthetic set written by mmdynup; '
-                              f'choose an empty folder')
+    if already_written(root, 'synthetic_ade', recipe, overwrite):
+        return {'training': num_train, 'validation': num_val}
     rng = np.random.default_rng(seed)
     counts = {}
     for split, count in (('training', num_train), ('validation', num_val)):
@@ -128,7 +121,7 @@ def write_synthetic_ade(data_root, num_train: int = 64, num_val: int = 16, size:
             cv2.imwrite(str(image_dir / f'{name}.jpg'), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
             cv2.imwrite(str(label_dir / f'{name}.png'), label)
         counts[split] = count
-    stamp.write_text(json.dumps(recipe))
+    write_stamp(root, 'synthetic_ade', recipe)
     return counts
 
 

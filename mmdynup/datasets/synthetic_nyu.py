@@ -19,12 +19,13 @@ darkened with distance, so depth is recoverable from perspective and shading; se
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Dict, Tuple
 
 import cv2
 import numpy as np
+
+from .recipe_stamp import already_written, write_stamp
 
 ROOMS: Tuple[str, ...] = ('bedroom', 'kitchen', 'living_room', 'office', 'bathroom')
 SPLITS: Tuple[str, ...] = ('train', 'test')
@@ -105,16 +106,8 @@ def write_synthetic_nyu(data_root, num_train: int = 16, num_test: int = 4, heigh
         raise ValueError(f'height and width must be >= {MIN_SIDE} pixels, got {height}x{width}')
     root = Path(data_root)
     recipe = dict(num_train=num_train, num_test=num_test, height=height, width=width, seed=seed)
-    stamp = root / 'synthetic_nyu.json'
-    if stamp.exists():
-        if json.loads(stamp.read_text()) == recipe:
-            return {'train': num_train, 'test': num_test}
-        if not overwrite:
-            raise FileExistsError(f'{root} holds a synthetic set made with other arguments '
-                                  f'({stamp.read_text()}); pass overwrite=True or another root')
-    elif root.exists() and any(root.iterdir()) and not overwrite:
-        raise FileExistsError(f'{root} exists and is not a synthetic set written by mmdynup; '
-                              f'choose an empty folder')
+    if already_written(root, 'synthetic_nyu', recipe, overwrite):
+        return {'train': num_train, 'test': num_test}
     rng = np.random.default_rng(seed)
     for split, count in zip(SPLITS, (num_train, num_test)):
         image_dir, depth_dir = root / 'images' / split, root / 'annotations' / split
@@ -126,5 +119,5 @@ def write_synthetic_nyu(data_root, num_train: int = 16, num_test: int = 4, heigh
             cv2.imwrite(str(image_dir / f'{name}.jpg'), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
             millimetres = np.round(depth * 1000).astype(np.uint16)
             cv2.imwrite(str(depth_dir / f'{name}.png'), millimetres)
-    stamp.write_text(json.dumps(recipe))
+    write_stamp(root, 'synthetic_nyu', recipe)
     return {'train': num_train, 'test': num_test}
