@@ -70,6 +70,19 @@ default_hooks = dict(logger=dict(interval=1))
     return path
 
 
+def train_one_epoch_then_test(tiny, tmp_path, iterations=TRAIN_IMAGES // BATCH):
+    """tools/train.py one epoch (``iterations`` logged losses) -> epoch_1.pth -> tools/test.py on
+    it. Returns the logged loss entries and what tools/test.py printed."""
+    work_dir = tmp_path / 'work'
+    _run_tool('train', tiny, '--work-dir', work_dir)
+    checkpoint = work_dir / 'epoch_1.pth'
+    assert checkpoint.is_file()
+    log = next(work_dir.glob('*/vis_data/scalars.json')).read_text().splitlines()
+    losses = [json.loads(line) for line in log if '"loss"' in line]
+    assert len(losses) == iterations
+    return losses, _run_tool('test', tiny, checkpoint, '--work-dir', tmp_path / 'test')
+
+
 @pytest.fixture(scope='module')
 def coco_root(tmp_path_factory):
     root = tmp_path_factory.mktemp('synthetic_coco') / 'coco'
@@ -84,15 +97,8 @@ def coco_root(tmp_path_factory):
 def test_train_checkpoint_then_test_with_coco_metric(config, metrics, coco_root, tmp_path):
     tiny = _tiny_config(tmp_path / 'tiny.py', REPO_ROOT / 'configs' / config, coco_root,
                         with_mask='segm' in metrics)
-    work_dir = tmp_path / 'work'
-    _run_tool('train', tiny, '--work-dir', work_dir)
-    checkpoint = work_dir / 'epoch_1.pth'
-    assert checkpoint.is_file()
-    log = next(work_dir.glob('*/vis_data/scalars.json')).read_text().splitlines()
-    losses = [json.loads(line)['loss'] for line in log if '"loss"' in line]
-    assert len(losses) == TRAIN_IMAGES // BATCH and all(loss == loss for loss in losses)
-
-    printed = _run_tool('test', tiny, checkpoint, '--work-dir', tmp_path / 'test')
+    losses, printed = train_one_epoch_then_test(tiny, tmp_path)
+    assert all(entry['loss'] == entry['loss'] for entry in losses)
     for metric in metrics:
         value = re.search(rf'coco/{metric}_mAP: (-?[0-9.]+)', printed)
         assert value, f'tools/test.py printed no coco/{metric}_mAP'

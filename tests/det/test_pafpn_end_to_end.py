@@ -10,13 +10,12 @@ images), no multi-scale batch resizing, BN for RTMDet's SyncBN (a single CPU pro
 loading in the main process, and ``score_thr=0`` so that an untrained model still returns
 detections for the metric to score.
 """
-import json
 import re
 
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.det.test_end_to_end import BATCH, TRAIN_IMAGES, _run_tool, _tiny_config
+from tests.det.test_end_to_end import BATCH, _tiny_config, train_one_epoch_then_test
 from tests.det.test_end_to_end import coco_root  # noqa: F401  (the module's fixture)
 
 # Narrow one-stage detectors: backbone outputs 32 / 64 / 128 channels, a 32-channel neck and head.
@@ -90,15 +89,8 @@ def test_train_checkpoint_then_test_with_coco_metric(config, coco_root, tmp_path
         tiny = _tiny_config(tmp_path / 'tiny.py', base, coco_root, with_mask=False)
     else:
         tiny = _one_stage_config(tmp_path / 'tiny.py', base, coco_root, family)
-    work_dir = tmp_path / 'work'
-    _run_tool('train', tiny, '--work-dir', work_dir)
-    checkpoint = work_dir / 'epoch_1.pth'
-    assert checkpoint.is_file()
-    log = next(work_dir.glob('*/vis_data/scalars.json')).read_text().splitlines()
-    losses = [json.loads(line)['loss'] for line in log if '"loss"' in line]
-    assert len(losses) == TRAIN_IMAGES // BATCH and all(loss == loss for loss in losses)
-
-    printed = _run_tool('test', tiny, checkpoint, '--work-dir', tmp_path / 'test')
+    losses, printed = train_one_epoch_then_test(tiny, tmp_path)
+    assert all(entry['loss'] == entry['loss'] for entry in losses)
     value = re.search(r'coco/bbox_mAP: (-?[0-9.]+)', printed)
     assert value, 'tools/test.py printed no coco/bbox_mAP'
     assert 0.0 <= float(value[1]) <= 1.0, f'bbox mAP={value[1]}'

@@ -9,14 +9,13 @@ keeping their channels; 64 x 64 images, few proposals, data loading in the main 
 ``score_thr=0``), panoptic pipelines and a stuff area limit that fits 64 x 64 images, so that an
 untrained model still returns segments for the metric to score.
 """
-import json
 import re
 
 import pytest
 
 from mmdynup.datasets.synthetic_coco import write_synthetic_coco
 from tests.conftest import REPO_ROOT
-from tests.det.test_end_to_end import BATCH, _run_tool, _tiny_config
+from tests.det.test_end_to_end import BATCH, _tiny_config, train_one_epoch_then_test
 
 pytest.importorskip('panopticapi', reason='mmdet imports panopticapi for panoptic data and PQ')
 
@@ -67,16 +66,8 @@ def test_train_checkpoint_then_test_prints_pq(upsampler, coco_root, tmp_path):
     tiny = write_tiny_panoptic(tmp_path / 'tiny.py',
                                f'panoptic-fpn/panoptic-fpn_r50_fpn-{upsampler}_1x_coco.py',
                                coco_root)
-    work_dir = tmp_path / 'work'
-    _run_tool('train', tiny, '--work-dir', work_dir)
-    checkpoint = work_dir / 'epoch_1.pth'
-    assert checkpoint.is_file()
-    log = next(work_dir.glob('*/vis_data/scalars.json')).read_text().splitlines()
-    losses = [json.loads(line) for line in log if '"loss"' in line]
-    assert len(losses) == TRAIN_IMAGES // BATCH
+    losses, printed = train_one_epoch_then_test(tiny, tmp_path, TRAIN_IMAGES // BATCH)
     assert all(entry['loss'] == entry['loss'] and entry['loss_seg'] > 0 for entry in losses)
-
-    printed = _run_tool('test', tiny, checkpoint, '--work-dir', tmp_path / 'test')
     for name in ('PQ', 'SQ', 'RQ', 'PQ_th', 'PQ_st'):
         value = re.search(rf'coco_panoptic/{name}: (-?[0-9.]+)', printed)
         assert value, f'tools/test.py printed no coco_panoptic/{name}'
