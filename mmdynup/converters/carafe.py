@@ -6,7 +6,7 @@ from typing import Mapping
 from torch import Tensor
 
 from ..upsamplers.carafe import CARAFE
-from .official import OfficialConversion, load_converted, register_official, rename_keys
+from .official import OfficialConversion, convert_same_layout, register_official
 
 OFFICIAL_CARAFE = 'mmcv.ops.CARAFEPack'
 
@@ -25,6 +25,4 @@ def convert_carafe_pack(kwargs: dict, state_dict: Mapping[str, Tensor]) -> Offic
     """``CARAFEPack(**kwargs)`` with ``state_dict`` -> loaded :class:`CARAFE` (``m(x)``)."""
     module = CARAFE(**carafe_pack_arguments(**kwargs))
     # The layouts coincide: channel_compressor.{weight,bias}, content_encoder.{weight,bias}.
-    renamed, official_names = rename_keys(state_dict, [])
-    load_converted(module, renamed, OFFICIAL_CARAFE)
-    return OfficialConversion(module, official_names, input_roles={'x': 'x'})
+    return convert_same_layout(module, state_dict, OFFICIAL_CARAFE, input_roles={'x': 'x'})

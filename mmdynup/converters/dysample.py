@@ -13,7 +13,8 @@ from typing import Mapping
 from torch import Tensor
 
 from ..upsamplers.dysample import DySample
-from .official import OfficialConversion, load_converted, register_official, rename_keys
+from .official import (OfficialConversion, convert_same_layout, register_official,
+                       refuse_unknown_arguments)
 
 OFFICIAL = 'dysample.DySample'
 # Official constructor argument -> ours; the forks renamed ``scale`` to ``scale_factor``.
@@ -25,16 +26,11 @@ _ARGUMENTS = {'in_channels': 'in_channels', 'scale': 'scale_factor',
 @register_official(OFFICIAL)
 def convert_dysample(kwargs: dict, state_dict: Mapping[str, Tensor]) -> OfficialConversion:
     """``DySample(in_channels, scale=2, style='lp', groups=4, dyscope=False)`` -> our DySample."""
-    unknown = sorted(set(kwargs) - set(_ARGUMENTS))
-    if unknown:
-        raise TypeError(f'{OFFICIAL} got unexpected arguments {unknown}; it accepts '
-                        f'{sorted(_ARGUMENTS)}')
+    refuse_unknown_arguments(OFFICIAL, kwargs, _ARGUMENTS)
     if 'scale' in kwargs and 'scale_factor' in kwargs:
         raise TypeError(f'{OFFICIAL}: pass scale or scale_factor, not both; got {kwargs}')
     arguments = {_ARGUMENTS[name]: value for name, value in kwargs.items()}
     # Only the forks' copy of the class gives the scope conv a bias.
     arguments['scope_bias'] = 'scope.bias' in state_dict
     module = DySample(**arguments)
-    renamed, official_names = rename_keys(state_dict, [])
-    load_converted(module, renamed, OFFICIAL)
-    return OfficialConversion(module, official_names, input_roles={'x': 'x'})
+    return convert_same_layout(module, state_dict, OFFICIAL, input_roles={'x': 'x'})

@@ -19,7 +19,8 @@ from typing import Mapping
 from torch import Tensor
 
 from ..upsamplers.freqfusion import FreqFusion
-from .official import OfficialConversion, load_converted, register_official, rename_keys
+from .official import (OfficialConversion, convert_same_layout, register_official,
+                       refuse_unknown_arguments)
 
 OFFICIAL = 'FreqFusion.FreqFusion'
 #: Official constructor arguments that map one to one onto ours.
@@ -41,10 +42,7 @@ def freqfusion_arguments(kwargs: dict) -> dict:
     The official class swallows unknown keywords (``**kwargs``); here they are an error, so that
     a misspelt switch cannot pass unnoticed.
     """
-    unknown = sorted(set(kwargs) - set(_ACCEPTED))
-    if unknown:
-        raise TypeError(f'{OFFICIAL} got unexpected arguments {unknown}; it accepts '
-                        f'{sorted(_ACCEPTED)}')
+    refuse_unknown_arguments(OFFICIAL, kwargs, _ACCEPTED)
     missing = [name for name in ('hr_channels', 'lr_channels') if name not in kwargs]
     if missing:
         raise TypeError(f'{OFFICIAL} needs {missing} (its required arguments)')
@@ -66,8 +64,6 @@ def _official_forward(module: FreqFusion, inputs: Mapping[str, Tensor]):
 def convert_freqfusion(kwargs: dict, state_dict: Mapping[str, Tensor]) -> OfficialConversion:
     """``FreqFusion(**kwargs)`` with ``state_dict`` -> loaded :class:`FreqFusion`."""
     module = FreqFusion(**freqfusion_arguments(kwargs))
-    renamed, official_names = rename_keys(state_dict, [])
-    load_converted(module, renamed, OFFICIAL)
-    return OfficialConversion(module, official_names,
-                              input_roles={'hr_feat': 'guide', 'lr_feat': 'x'},
-                              official_call=_official_forward)
+    return convert_same_layout(module, state_dict, OFFICIAL,
+                               input_roles={'hr_feat': 'guide', 'lr_feat': 'x'},
+                               official_call=_official_forward)

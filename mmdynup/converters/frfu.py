@@ -13,7 +13,7 @@ from typing import Mapping
 from torch import Tensor
 
 from ..upsamplers.frfu import FRFU
-from .official import OfficialConversion, load_converted, register_official, rename_keys
+from .official import OfficialConversion, convert_same_layout, register_official
 
 OFFICIAL = 'frfu.FRFU'
 
@@ -29,6 +29,4 @@ def frfu_arguments(in_channels: int, scale_factor: int = 2, groups: int = 4,
 def convert_frfu(kwargs: dict, state_dict: Mapping[str, Tensor]) -> OfficialConversion:
     """``FRFU(**kwargs)`` with ``state_dict`` -> loaded :class:`FRFU` (``m(x)``)."""
     module = FRFU(**frfu_arguments(**kwargs))
-    renamed, official_names = rename_keys(state_dict, [])
-    load_converted(module, renamed, OFFICIAL)
-    return OfficialConversion(module, official_names, input_roles={'x': 'x'})
+    return convert_same_layout(module, state_dict, OFFICIAL, input_roles={'x': 'x'})

@@ -16,7 +16,8 @@ from typing import Mapping
 from torch import Tensor
 
 from ..upsamplers.indexnet import IndexNet
-from .official import OfficialConversion, load_converted, register_official, rename_keys
+from .official import (OfficialConversion, load_converted, register_official,
+                       refuse_unknown_arguments, rename_keys)
 
 #: Official class -> our ``index_block`` kind and the official default of ``batch_norm``.
 OFFICIAL_BLOCKS = {
@@ -32,10 +33,7 @@ RENAMES = [(name, f'index_block.{name}')
 
 def index_block_arguments(official: str, kwargs: dict) -> dict:
     """The official constructor arguments -> ours (an unknown or missing one is a TypeError)."""
-    unknown = sorted(set(kwargs) - set(_ARGUMENTS))
-    if unknown:
-        raise TypeError(f'{official} got unexpected arguments {unknown}; it accepts '
-                        f'{list(_ARGUMENTS)}')
+    refuse_unknown_arguments(official, kwargs, _ARGUMENTS)
     if 'inp' not in kwargs:
         raise TypeError(f'{official} needs inp (the channels of its input); got {kwargs}')
     kind, default_norm = OFFICIAL_BLOCKS[official]

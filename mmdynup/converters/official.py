@@ -114,6 +114,23 @@ def load_converted(module: nn.Module, state_dict: Mapping[str, Tensor], official
             f'check that the checkpoint comes from {official!r} and that kwargs match it')
 
 
+def refuse_unknown_arguments(official: str, kwargs: Mapping, accepted) -> None:
+    """TypeError naming the official constructor arguments in ``kwargs`` not in ``accepted``."""
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise TypeError(f'{official} got unexpected arguments {unknown}; it accepts '
+                        f'{sorted(accepted)}')
+
+
+def convert_same_layout(module: nn.Module, state_dict: Mapping[str, Tensor], official: str,
+                        input_roles: Mapping[str, str], **extra) -> OfficialConversion:
+    """Load ``state_dict`` into ``module`` whose parameter names are the official ones (no
+    renames) and return the conversion; ``extra`` goes to :class:`OfficialConversion`."""
+    renamed, official_names = rename_keys(state_dict, [])
+    load_converted(module, renamed, official)
+    return OfficialConversion(module, official_names, input_roles=dict(input_roles), **extra)
+
+
 def source_key(official: Union[str, Mapping]) -> str:
     """The registry key of an ``official`` field: the string itself for operator records; the
     class name for integration records, whose ``official`` is a dict (repo, commit, file, cls)."""

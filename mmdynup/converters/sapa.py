@@ -17,7 +17,8 @@ from typing import Mapping
 from torch import Tensor, nn
 
 from ..upsamplers.sapa import SAPAB, SAPABase, SAPAG
-from .official import OfficialConversion, load_converted, register_official, rename_keys
+from .official import (OfficialConversion, convert_same_layout, register_official,
+                       refuse_unknown_arguments)
 
 SAPA_INPUT_ROLES = {'y': 'guide', 'x': 'x'}
 
@@ -34,10 +35,7 @@ _SAPA_BASE_ARGUMENTS = dict(SAPA_COMMON_ARGUMENTS, scale_factor='scale_factor')
 
 def sapa_arguments_to_ours(official: str, kwargs: dict, table: Mapping[str, str]) -> dict:
     """Rename the official constructor arguments; ``dim_x`` defaults to ``dim_y`` as upstream."""
-    unknown = sorted(set(kwargs) - set(table))
-    if unknown:
-        raise TypeError(f'{official} got unexpected arguments {unknown}; it accepts '
-                        f'{sorted(table)}')
+    refuse_unknown_arguments(official, kwargs, table)
     if 'dim_y' not in kwargs:
         raise TypeError(f'{official} needs dim_y (the guide channels), got kwargs {kwargs}')
     if 'up_factor' in kwargs and 'scale_factor' in kwargs:
@@ -62,9 +60,7 @@ def _layer_norm_flag(official: str, norm) -> bool:
 
 def convert_sapa_family(official: str, module: nn.Module,
                         state_dict: Mapping[str, Tensor]) -> OfficialConversion:
-    renamed, official_names = rename_keys(state_dict, [])
-    load_converted(module, renamed, official)
-    return OfficialConversion(module, official_names, dict(SAPA_INPUT_ROLES))
+    return convert_same_layout(module, state_dict, official, SAPA_INPUT_ROLES)
 
 
 @register_official('sapa.SAPA')
