@@ -5,9 +5,9 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
-from mmengine.structures import PixelData
 
 from tests.conftest import REPO_ROOT
+from tests.seg.helpers import packed_batch
 
 CONFIGS = sorted((REPO_ROOT / 'configs' / 'segformer').glob('*.py')) + \
     sorted((REPO_ROOT / 'configs' / 'upernet').glob('*.py'))
@@ -32,19 +32,10 @@ def _build(model_cfg):
 
 
 def _batch(height, width, num_classes, batch=2):
-    """A packed batch as the data loader hands it to the data preprocessor."""
-    from mmseg.structures import SegDataSample
-    generator = torch.Generator().manual_seed(0)
-    inputs, samples = [], []
-    for _ in range(batch):
-        inputs.append(torch.randint(0, 256, (3, height, width), generator=generator,
-                                    dtype=torch.uint8))
-        sample = SegDataSample(metainfo=dict(img_shape=(height, width), ori_shape=(height, width),
-                                             pad_shape=(height, width)))
-        sample.gt_sem_seg = PixelData(data=torch.randint(0, num_classes, (1, height, width),
-                                                         generator=generator))
-        samples.append(sample)
-    return dict(inputs=inputs, data_samples=samples)
+    """A packed batch with random labels in [0, num_classes)."""
+    return packed_batch(height, width, lambda generator: (
+        'gt_sem_seg', torch.randint(0, num_classes, (1, height, width), generator=generator)),
+        batch)
 
 
 def test_every_upsampler_has_a_snippet_and_the_lists_are_complete():

@@ -7,11 +7,11 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
-from mmengine.structures import PixelData
 
 pytest.importorskip('mmseg')
 
 from tests.conftest import REPO_ROOT  # noqa: E402
+from tests.seg.helpers import packed_batch  # noqa: E402
 
 CONFIGS = sorted((REPO_ROOT / 'configs' / 'depth').glob('*.py'))
 HEIGHT, WIDTH = 97, 129
@@ -48,18 +48,9 @@ def _tiny(model_cfg):
 
 
 def _batch(height, width, batch=2):
-    from mmseg.structures import SegDataSample
-    generator = torch.Generator().manual_seed(0)
-    inputs, samples = [], []
-    for _ in range(batch):
-        inputs.append(torch.randint(0, 256, (3, height, width), generator=generator,
-                                    dtype=torch.uint8))
-        sample = SegDataSample(metainfo=dict(img_shape=(height, width), ori_shape=(height, width),
-                                             pad_shape=(height, width)))
-        sample.gt_depth_map = PixelData(data=torch.rand(1, height, width, generator=generator) * 9
-                                        + 0.5)
-        samples.append(sample)
-    return dict(inputs=inputs, data_samples=samples)
+    """A packed batch with random depths in [0.5, 9.5) m."""
+    return packed_batch(height, width, lambda generator: (
+        'gt_depth_map', torch.rand(1, height, width, generator=generator) * 9 + 0.5), batch)
 
 
 def _build(model_cfg):

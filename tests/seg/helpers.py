@@ -32,3 +32,22 @@ class RecordingGuidedUpsample(BilinearUpsample):
     def upsample(self, x, guide, size):
         self.calls.append((x, guide))
         return super().upsample(x, guide, size)
+
+
+def packed_batch(height: int, width: int, ground_truth, batch: int = 2) -> dict:
+    """A packed mmseg batch as the data loader hands it to the data preprocessor: uint8 images
+    (3, H, W) and SegDataSamples whose ground truth ``ground_truth(generator)`` returns as
+    ``(field, tensor)``, e.g. ``('gt_sem_seg', labels)`` or ``('gt_depth_map', depths)``."""
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    generator = torch.Generator().manual_seed(0)
+    inputs, samples = [], []
+    for _ in range(batch):
+        inputs.append(torch.randint(0, 256, (3, height, width), generator=generator,
+                                    dtype=torch.uint8))
+        sample = SegDataSample(metainfo=dict(img_shape=(height, width), ori_shape=(height, width),
+                                             pad_shape=(height, width)))
+        field, data = ground_truth(generator)
+        setattr(sample, field, PixelData(data=data))
+        samples.append(sample)
+    return dict(inputs=inputs, data_samples=samples)
