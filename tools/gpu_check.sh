@@ -17,7 +17,10 @@ PYTHON=${PYTHON:-python3}
 case "${1:-}" in
   prepare)
     [ -x .venv/bin/python ] && PYTHON=.venv/bin/python
-    [ -n "${SAPA_REPO:-}" ] || { echo "set SAPA_REPO to a checkout (or bare git dir) of tiny-smart/sapa" >&2; exit 2; }
+    [ -n "${SAPA_REPO:-}" ] || {
+      echo "SAPA_REPO is unset: set it to a checkout (or bare git dir) of tiny-smart/sapa" >&2
+      exit 2
+    }
     "$PYTHON" tools/authors_cuda_ops.py prepare build/authors --sapa-repo "$SAPA_REPO" \
       ${MMCV_SDIST:+--mmcv-sdist "$MMCV_SDIST"}
     "$PYTHON" tools/gpu_check.py --bundle build/gpu_pythonpath
@@ -32,7 +35,8 @@ case "${1:-}" in
       2>&1 | tee "$out/gpu_check.log"
     ;;
   *)
-    echo "usage: SAPA_REPO=DIR bash tools/gpu_check.sh prepare | bash tools/gpu_check.sh run [options]" >&2
+    echo "usage: SAPA_REPO=DIR bash tools/gpu_check.sh prepare" >&2
+    echo "       bash tools/gpu_check.sh run [tools/gpu_check.py options]" >&2
     exit 2
     ;;
 esac

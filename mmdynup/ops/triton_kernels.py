@@ -71,6 +71,16 @@ def _round_to(value, DTYPE: tl.constexpr):
 
 
 @triton.jit
+def _channel_range(batch_group, groups, channels, group_channels, chunk, chunk_channels):
+    """This program's channels: the flat (B * C) plane index of its (batch, group)'s first
+    channel, and the group channels ``[start, stop)`` of chunk ``chunk``."""
+    batch, group = batch_group // groups, batch_group % groups
+    first_plane = (batch * channels + group * group_channels).to(tl.int64)
+    start = chunk * chunk_channels
+    return first_plane, start, tl.minimum(start + chunk_channels, group_channels)
+
+
+@triton.jit
 def _window(pixels, pixel_mask, out_w, height, width, KERNEL_SIZE: tl.constexpr,
             SCALE: tl.constexpr, TAPS: tl.constexpr):
     """Taps (TAPS >= k*k, padded) of the windows of output ``pixels``: gather offsets into one
@@ -92,7 +102,6 @@ def _reassemble_forward_kernel(x_ptr, kernels_ptr, out_ptr, channels, height, wi
                                TAPS: tl.constexpr, ACC_DTYPE: tl.constexpr,
                                BLOCK_P: tl.constexpr):
     pixel_block, channel_block, batch_group = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    batch, group = batch_group // groups, batch_group % groups
     out_pixels = out_h * out_w
     pixels = pixel_block * BLOCK_P + tl.arange(0, BLOCK_P)
     pixel_mask = pixels < out_pixels
@@ -103,9 +112,8 @@ def _reassemble_forward_kernel(x_ptr, kernels_ptr, out_ptr, channels, height, wi
     weights = tl.load(kernel_rows + pixels[None, :],
                       mask=(taps < KERNEL_SIZE * KERNEL_SIZE)[:, None] & pixel_mask[None, :],
                       other=0.0).to(ACC_DTYPE)
-    first_plane = (batch * channels + group * group_channels).to(tl.int64)
-    start = channel_block * channels_per_program
-    stop = tl.minimum(start + channels_per_program, group_channels)
+    first_plane, start, stop = _channel_range(batch_group, groups, channels, group_channels,
+                                              channel_block, channels_per_program)
     for channel in range(start, stop):
         plane = first_plane + channel
         values = tl.load(x_ptr + plane * (height * width) + offsets, mask=inside, other=0.0)
@@ -121,15 +129,13 @@ def _reassemble_kernel_grad_kernel(x_ptr, grad_ptr, out_ptr, channels, height, w
                                    TAPS: tl.constexpr, ACC_DTYPE: tl.constexpr,
                                    BLOCK_P: tl.constexpr):
     pixel_block, split, batch_group = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    batch, group = batch_group // groups, batch_group % groups
     out_pixels = out_h * out_w
     pixels = pixel_block * BLOCK_P + tl.arange(0, BLOCK_P)
     pixel_mask = pixels < out_pixels
     offsets, inside, taps = _window(pixels, pixel_mask, out_w, height, width, KERNEL_SIZE, SCALE,
                                     TAPS)
-    first_plane = (batch * channels + group * group_channels).to(tl.int64)
-    start = split * channels_per_split
-    stop = tl.minimum(start + channels_per_split, group_channels)
+    first_plane, start, stop = _channel_range(batch_group, groups, channels, group_channels,
+                                              split, channels_per_split)
     acc = tl.zeros((TAPS, BLOCK_P), dtype=ACC_DTYPE)
     for channel in range(start, stop):
         plane = first_plane + channel
@@ -150,7 +156,6 @@ def _reassemble_input_grad_kernel(kernels_ptr, grad_ptr, out_ptr, channels, heig
                                   WINDOW: tl.constexpr, ACC_DTYPE: tl.constexpr,
                                   BLOCK_P: tl.constexpr):
     pixel_block, channel_block, batch_group = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    batch, group = batch_group // groups, batch_group % groups
     out_pixels = out_h * out_w
     pixels = pixel_block * BLOCK_P + tl.arange(0, BLOCK_P)  # low-resolution pixels
     pixel_mask = pixels < height * width
@@ -168,9 +173,8 @@ def _reassemble_input_grad_kernel(kernels_ptr, grad_ptr, out_ptr, channels, heig
     kernel_base = kernels_ptr + batch_group.to(tl.int64) * (KERNEL_SIZE * KERNEL_SIZE) * out_pixels
     weights = tl.load(kernel_base + tap[:, None] * out_pixels + out_pixel, mask=reads,
                       other=0.0).to(ACC_DTYPE)
-    first_plane = (batch * channels + group * group_channels).to(tl.int64)
-    start = channel_block * channels_per_program
-    stop = tl.minimum(start + channels_per_program, group_channels)
+    first_plane, start, stop = _channel_range(batch_group, groups, channels, group_channels,
+                                              channel_block, channels_per_program)
     for channel in range(start, stop):
         plane = first_plane + channel
         grad = tl.load(grad_ptr + plane * out_pixels + out_pixel, mask=reads, other=0.0)
@@ -219,28 +223,33 @@ def _corner_reads(left, top, point_mask, height, width):
 
 
 @triton.jit
+def _corner_values(plane, width, in_tl, in_tr, in_bl, in_br, ACC_DTYPE: tl.constexpr):
+    """The four corners' values of one channel (``plane`` points at each top-left corner)."""
+    return (tl.load(plane, mask=in_tl, other=0.0).to(ACC_DTYPE),
+            tl.load(plane + 1, mask=in_tr, other=0.0).to(ACC_DTYPE),
+            tl.load(plane + width, mask=in_bl, other=0.0).to(ACC_DTYPE),
+            tl.load(plane + width + 1, mask=in_br, other=0.0).to(ACC_DTYPE))
+
+
+@triton.jit
 def _point_sample_forward_kernel(x_ptr, positions_ptr, out_ptr, channels, height, width, points,
                                  groups, group_channels, channels_per_program,
                                  BORDER: tl.constexpr, ACC_DTYPE: tl.constexpr,
                                  BLOCK_P: tl.constexpr):
     point_block, channel_block, batch_group = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    batch, group = batch_group // groups, batch_group % groups
     point = point_block * BLOCK_P + tl.arange(0, BLOCK_P)
     point_mask = point < points
     left, top, frac_x, frac_y, _, _ = _bilinear_corners(
         positions_ptr, batch_group.to(tl.int64) * points + point, point_mask, height, width,
         BORDER, ACC_DTYPE)
     offset, in_tl, in_tr, in_bl, in_br = _corner_reads(left, top, point_mask, height, width)
-    first_plane = (batch * channels + group * group_channels).to(tl.int64)
+    first_plane, start, stop = _channel_range(batch_group, groups, channels, group_channels,
+                                              channel_block, channels_per_program)
     first_row = batch_group.to(tl.int64) * group_channels
-    start = channel_block * channels_per_program
-    stop = tl.minimum(start + channels_per_program, group_channels)
     for channel in range(start, stop):
-        plane = x_ptr + (first_plane + channel) * (height * width) + offset
-        top_left = tl.load(plane, mask=in_tl, other=0.0).to(ACC_DTYPE)
-        top_right = tl.load(plane + 1, mask=in_tr, other=0.0).to(ACC_DTYPE)
-        bottom_left = tl.load(plane + width, mask=in_bl, other=0.0).to(ACC_DTYPE)
-        bottom_right = tl.load(plane + width + 1, mask=in_br, other=0.0).to(ACC_DTYPE)
+        top_left, top_right, bottom_left, bottom_right = _corner_values(
+            x_ptr + (first_plane + channel) * (height * width) + offset, width, in_tl, in_tr,
+            in_bl, in_br, ACC_DTYPE)
         upper = top_left + frac_x * (top_right - top_left)
         lower = bottom_left + frac_x * (bottom_right - bottom_left)
         tl.store(out_ptr + (first_row + channel) * points + point,
@@ -255,14 +264,13 @@ def _point_sample_backward_kernel(x_ptr, positions_ptr, grad_ptr, grad_x_ptr, gr
                                   NEED_POSITIONS: tl.constexpr, ACC_DTYPE: tl.constexpr,
                                   BLOCK_P: tl.constexpr):
     point_block, batch_group = tl.program_id(0), tl.program_id(1)
-    batch, group = batch_group // groups, batch_group % groups
     point = point_block * BLOCK_P + tl.arange(0, BLOCK_P)
     point_mask = point < points
     point_index = batch_group.to(tl.int64) * points + point
     left, top, frac_x, frac_y, slope_x, slope_y = _bilinear_corners(
         positions_ptr, point_index, point_mask, height, width, BORDER, ACC_DTYPE)
     offset, in_tl, in_tr, in_bl, in_br = _corner_reads(left, top, point_mask, height, width)
-    first_plane = (batch * channels + group * group_channels).to(tl.int64)
+    first_plane, _, _ = _channel_range(batch_group, groups, channels, group_channels, 0, 0)
     first_row = batch_group.to(tl.int64) * group_channels
     grad_x_pos = tl.zeros((BLOCK_P,), dtype=ACC_DTYPE)
     grad_y_pos = tl.zeros((BLOCK_P,), dtype=ACC_DTYPE)
@@ -271,11 +279,8 @@ def _point_sample_backward_kernel(x_ptr, positions_ptr, grad_ptr, grad_x_ptr, gr
                        other=0.0).to(ACC_DTYPE)
         plane_offset = (first_plane + channel) * (height * width) + offset
         if NEED_POSITIONS:
-            plane = x_ptr + plane_offset
-            top_left = tl.load(plane, mask=in_tl, other=0.0).to(ACC_DTYPE)
-            top_right = tl.load(plane + 1, mask=in_tr, other=0.0).to(ACC_DTYPE)
-            bottom_left = tl.load(plane + width, mask=in_bl, other=0.0).to(ACC_DTYPE)
-            bottom_right = tl.load(plane + width + 1, mask=in_br, other=0.0).to(ACC_DTYPE)
+            top_left, top_right, bottom_left, bottom_right = _corner_values(
+                x_ptr + plane_offset, width, in_tl, in_tr, in_bl, in_br, ACC_DTYPE)
             grad_x_pos += grad * ((1 - frac_y) * (top_right - top_left)
                                   + frac_y * (bottom_right - bottom_left))
             grad_y_pos += grad * ((1 - frac_x) * (bottom_left - top_left)
@@ -408,7 +413,8 @@ def _flat_points(positions: Tensor, groups: int) -> Tuple[Tensor, int]:
 
 def point_sample_forward(x: Tensor, positions: Tensor, groups: int,
                          padding_mode: str = 'zeros') -> Tensor:
-    """Grouped bilinear point sampling, as :func:`mmdynup.ops.point_sampling.point_sample_reference`.
+    """Grouped bilinear point sampling (specification:
+    :func:`mmdynup.ops.point_sampling.point_sample_reference`).
 
     Args:
         x: (B, C, H, W).
