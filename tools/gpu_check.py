@@ -291,12 +291,18 @@ class Measurement(NamedTuple):
     output: object  # forward output (for the parity column)
 
 
-def median_ms(function: Callable[[], None], repeats: int) -> float:
-    """Median CUDA-event time of ``function`` after one warm-up."""
+def median_ms(function: Callable[[], None], repeats: int, device) -> float:
+    """Median time of ``function`` after one warm-up: CUDA events on CUDA, the wall clock
+    elsewhere (the CPU tests)."""
     import torch
     function()
     times = []
     for _ in range(repeats):
+        if device.type != 'cuda':
+            started = time.perf_counter()
+            function()
+            times.append(1e3 * (time.perf_counter() - started))
+            continue
         start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
         function()
@@ -306,12 +312,12 @@ def median_ms(function: Callable[[], None], repeats: int) -> float:
     return statistics.median(times)
 
 
-def measure(call: Callable, inputs: Dict, repeats: int) -> Measurement:
-    """Forward, forward+backward and the peak extra memory of ``call(inputs)``."""
+def measure(call: Callable, inputs: Dict, repeats: int, device) -> Measurement:
+    """Forward, forward+backward and the peak extra memory of ``call(inputs)`` (memory probes
+    of ``tools/benchmark.py``: ``max_memory_allocated`` on CUDA, the resident set elsewhere)."""
     import torch
     sys.path.insert(0, str(REPO_ROOT / 'tools'))
     from benchmark import memory_in_use, memory_peak, release_free_memory
-    device = torch.device('cuda')
     with torch.no_grad():
         output = call(inputs)
     grad = torch.randn_like(output)
@@ -331,10 +337,11 @@ def measure(call: Callable, inputs: Dict, repeats: int) -> Measurement:
     release_free_memory(device)
     before = memory_in_use(device)
     forward_backward()
-    torch.cuda.synchronize()
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
     peak_mib = (memory_peak(device) - before) / 2 ** 20
-    return Measurement(median_ms(forward, repeats), median_ms(forward_backward, repeats),
-                       peak_mib, node, output)
+    return Measurement(median_ms(forward, repeats, device),
+                       median_ms(forward_backward, repeats, device), peak_mib, node, output)
 
 
 def not_measured_reason(error: BaseException) -> str:
@@ -344,17 +351,17 @@ def not_measured_reason(error: BaseException) -> str:
 
 
 def run_case(specs: List[OpSpec], shape: Tuple[int, int, int, int], dtype_name: str,
-             repeats: int) -> List[Dict]:
+             repeats: int, device='cuda') -> List[Dict]:
     """Rows (dicts) of one table: bilinear first, then ours and the authors' per op."""
     import torch
     import torch.nn.functional as F
     dtype = getattr(torch, dtype_name)
-    device = torch.device('cuda')
+    device = torch.device(device)
     torch.manual_seed(0)
     x = _leaf(torch.randn(*shape, device=device, dtype=dtype))
     bilinear = measure(lambda inputs: F.interpolate(inputs['x'], scale_factor=SCALE,
                                                     mode='bilinear', align_corners=False),
-                       dict(x=x), repeats)
+                       dict(x=x), repeats, device)
     rows = [dict(op='bilinear interpolation', impl='F.interpolate', result=bilinear)]
     for spec in specs:
         torch.manual_seed(0)
@@ -365,10 +372,11 @@ def run_case(specs: List[OpSpec], shape: Tuple[int, int, int, int], dtype_name: 
                 results[label] = call
                 continue
             try:
-                results[label] = measure(call, inputs, repeats)
-            except (RuntimeError, NotImplementedError, TypeError) as error:
+                results[label] = measure(call, inputs, repeats, device)
+            except Exception as error:  # noqa: BLE001  a failing op is a row, not the end
                 results[label] = not_measured_reason(error)
-            torch.cuda.empty_cache()
+            if device.type == 'cuda':
+                torch.cuda.empty_cache()
         ours, theirs = results['ours'], results[spec.authors_label]
         parity = None
         if isinstance(ours, Measurement) and isinstance(theirs, Measurement):

@@ -102,18 +102,30 @@ def test_extension_specs_from_a_prepared_folder(tmp_path):
                for name, spec in specs.items())
 
 
-def test_every_op_of_ours_runs_forward_and_backward():
-    """The table's calls on tiny CPU tensors (Triton interpreted), so a shape slip in the
-    wiring shows here and not on the GPU machine."""
+def test_tables_run_on_tiny_cpu_tensors():
+    """The whole table on a tiny CPU case (Triton interpreted, wall-clock timing, resident-set
+    memory), with a stand-in for mmcv's carafe (our reference behind mmcv's signature), so a
+    shape slip in any op's wiring shows here and not on the GPU machine."""
     import triton.language as tl
+
+    from mmdynup.ops.reassembly import reassemble_reference
     if type(tl.zeros).__name__ != 'InterpretedFunction':
         pytest.skip('triton was imported before TRITON_INTERPRET=1 could be set: run this file '
                     'on its own')
-    for spec in gpu_check.op_specs({}):
-        inputs = spec.make(1, 8, 3, 4, torch.float32, torch.device('cpu'))
-        out = spec.ours(inputs)
-        out.backward(torch.ones_like(out))
-        assert out.shape[-2:] == (6, 8), spec.name
-        assert all(tensor.grad is not None for tensor in inputs.values()), spec.name
-        if callable(spec.authors):  # grid_sample, DySample's own code path
-            torch.testing.assert_close(out, spec.authors(inputs))
+
+    def carafe(features, masks, kernel_size, group_size, scale_factor):
+        kernels = masks.unflatten(1, (group_size, kernel_size ** 2))
+        return reassemble_reference(features, kernels, kernel_size, scale_factor)
+
+    authors = dict(carafe=carafe, sapa_qk='no CUDA device', sapa_av='no CUDA device',
+                   deform_qk='no CUDA device', deform_av='no CUDA device')
+    rows = gpu_check.run_case(gpu_check.op_specs(authors), (1, 8, 3, 4), 'float32', 1, 'cpu')
+    assert [row['impl'] for row in rows[1::2]] == ['ours'] * 5
+    for row in rows:
+        assert isinstance(row['result'], Measurement) or row['result'] == 'no CUDA device', row
+    assert rows[1]['result'].node == 'ReassemblyBackward' and rows[1]['parity'] < 1e-6
+    assert rows[-2]['parity'] < 1e-5  # point_sample against grid_sample
+    for row in rows[1::2]:
+        assert row['result'].output.shape[-2:] == (6, 8), row['op']
+    table = gpu_check.format_table(rows, 'cpu')
+    assert table.count('not measured: no CUDA device') == 3
