@@ -33,7 +33,9 @@ What it does on the CUDA machine:
    Targets (issue 16), checked per row of ours: forward+backward faster than the authors' op,
    at most 8x bilinear's, and peak memory at most 1.5x bilinear's. The forward outputs of ours
    and the authors' are compared (max abs difference) where both ran.
-5. with ``--upsamplers``, also the whole-upsampler tables of ``tools/benchmark.py`` on CUDA.
+5. with ``--sweep``, forward+backward of our ops for every combination of the Triton kernels'
+   tile constants (:data:`SWEEP`) on the first case, float32, to choose the shipped values;
+6. with ``--upsamplers``, also the whole-upsampler tables of ``tools/benchmark.py`` on CUDA.
 
 The GPU machine needs torch only. The pure-Python packages the ops, the upsamplers and pytest
 import (mmengine and its small dependencies, pytest) are copied from this environment by
@@ -387,6 +389,45 @@ def run_case(specs: List[OpSpec], shape: Tuple[int, int, int, int], dtype_name: 
     return rows
 
 
+#: ``--sweep``: alternatives of the Triton kernels' tile constants, every combination timed.
+SWEEP = dict(TILE_ELEMENTS=(2048, 4096, 8192), CHANNELS_PER_PROGRAM=(16, 64),
+             NUM_WARPS=(4, 8))
+
+
+def sweep(specs: List[OpSpec], shape: Tuple[int, int, int, int], repeats: int,
+          device='cuda') -> str:
+    """Forward+backward ms of every op of ours (float32) for each combination of :data:`SWEEP`
+    (module constants of :mod:`mmdynup.ops.triton_kernels`, restored afterwards), as a markdown
+    table; the shipped values are marked."""
+    import itertools
+
+    import torch
+    device = torch.device(device)
+    kernels = importlib.import_module('mmdynup.ops.triton_kernels')
+    shipped = {name: getattr(kernels, name) for name in SWEEP}
+    lines = ['| ' + ' | '.join(SWEEP) + ' | ' + ' | '.join(spec.name for spec in specs) + ' |',
+             '|' + '---:|' * (len(SWEEP) + len(specs))]
+    try:
+        for values in itertools.product(*SWEEP.values()):
+            for name, value in zip(SWEEP, values):
+                setattr(kernels, name, value)
+            cells = []
+            for spec in specs:
+                torch.manual_seed(0)
+                inputs = spec.make(*shape, torch.float32, device)
+                try:
+                    cells.append(f'{measure(spec.ours, inputs, repeats, device).fwd_bwd_ms:.3f}')
+                except Exception as error:  # noqa: BLE001  a failing setting is a cell
+                    cells.append(not_measured_reason(error))
+            marks = [f'**{value}**' if value == shipped[name] else str(value)
+                     for name, value in zip(SWEEP, values)]
+            lines.append('| ' + ' | '.join(marks + cells) + ' |')
+    finally:
+        for name, value in shipped.items():
+            setattr(kernels, name, value)
+    return '\n'.join(lines)
+
+
 # --- the table ------------------------------------------------------------------------------------
 
 def ratio_text(value: Optional[float]) -> str:
@@ -467,6 +508,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--skip-tests', action='store_true', help='no pytest run first')
     parser.add_argument('--upsamplers', action='store_true',
                         help='also the whole-upsampler tables of tools/benchmark.py')
+    parser.add_argument('--sweep', action='store_true',
+                        help="also time the Triton kernels' tile constants (SWEEP) on the first "
+                             'case, float32, forward+backward')
     parser.add_argument('--output', type=Path, help='write the tables (markdown) here too')
     args = parser.parse_args(argv)
     if args.repeats < 1:
@@ -524,6 +568,11 @@ def check(args) -> int:
                      f'{torch.cuda.get_device_name()}')
             tables.append(format_table(run_case(specs, shape, dtype_name, args.repeats), title))
             print(tables[-1] + '\n', flush=True)
+    if args.sweep:
+        tables.append(f"**Tile constants, {'x'.join(map(str, args.cases[0]))} -> x{SCALE}, "
+                      f'float32, fwd+bwd ms** (shipped values in bold)\n\n'
+                      + sweep(specs, args.cases[0], args.repeats))
+        print(tables[-1] + '\n', flush=True)
     if args.output:
         args.output.write_text('\n\n'.join(tables) + '\n')
 

@@ -10,7 +10,8 @@
 #       build/gpu_check.md) and $OUT/gpu_check.log. Both folders must travel with the working
 #       tree (they are ignored by git), e.g. the device tool's
 #       carry=["build/authors", "build/gpu_pythonpath"], command "bash tools/gpu_check.sh run".
-#       Expected: about 2 min of builds, 1 min of tests, 1-2 min of tables.
+#       Expected: about 2 min of builds, 1 min of tests, 1-2 min of tables; `run --sweep`
+#       adds the tile-constant sweep (about 1-2 min).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}

@@ -30,7 +30,8 @@ positions once per program instead of once per channel block.
 
 Sums run in float32 (float64 for float64 inputs); 16-bit results are rounded to nearest even by
 :func:`_round_to`, the same bits compiled and interpreted. Tile sizes are untuned defaults
-(:data:`TILE_ELEMENTS`, :data:`CHANNELS_PER_PROGRAM`); ``tools/gpu_check.py`` measures them.
+(:data:`TILE_ELEMENTS`, :data:`CHANNELS_PER_PROGRAM`, :data:`NUM_WARPS`); ``tools/gpu_check.py
+--sweep`` times alternatives.
 
 Everything here imports ``triton``; :mod:`mmdynup.ops.dispatch` imports this module only when the
 Triton path is chosen. With ``TRITON_INTERPRET=1`` (set before ``triton`` is imported) the same
@@ -51,6 +52,8 @@ TILE_ELEMENTS = 4096
 #: Channels one forward / input-gradient / point-sampling program walks (more programs, each
 #: re-reading its tile's geometry, for small batches).
 CHANNELS_PER_PROGRAM = 64
+#: Warps of every program.
+NUM_WARPS = 4
 #: Programs per multiprocessor the kernel gradient aims for before splitting channels.
 PROGRAMS_PER_MULTIPROCESSOR = 4
 #: Fewest channels in one split of the kernel gradient.
@@ -352,7 +355,7 @@ def reassemble_forward(x: Tensor, kernels: Tensor, kernel_size: int,
     _reassemble_forward_kernel[launch](
         x, kernels, out, **_sizes(x.shape, kernels.shape, groups), channels_per_program=chunk,
         KERNEL_SIZE=kernel_size, SCALE=scale_factor, TAPS=taps,
-        ACC_DTYPE=accumulation_dtype(x.dtype, kernels.dtype), BLOCK_P=block)
+        ACC_DTYPE=accumulation_dtype(x.dtype, kernels.dtype), BLOCK_P=block, num_warps=NUM_WARPS)
     return out
 
 
@@ -381,7 +384,7 @@ def reassemble_kernel_grad(x: Tensor, grad_out: Tensor, kernel_size: int, scale_
     _reassemble_kernel_grad_kernel[(pixel_blocks, splits, batch * groups)](
         x, grad_out, out, **_sizes(x.shape, grad_out.shape, groups),
         channels_per_split=per_split, KERNEL_SIZE=kernel_size, SCALE=scale_factor, TAPS=taps,
-        ACC_DTYPE=accumulation, BLOCK_P=block)
+        ACC_DTYPE=accumulation, BLOCK_P=block, num_warps=NUM_WARPS)
     return out[0] if splits == 1 else out.sum(0).to(x.dtype)
 
 
@@ -401,7 +404,7 @@ def reassemble_input_grad(kernels: Tensor, grad_out: Tensor, kernel_size: int,
     _reassemble_input_grad_kernel[launch](
         kernels, grad_out, out, **_sizes(input_shape, grad_out.shape, groups),
         channels_per_program=chunk, KERNEL_SIZE=kernel_size, SCALE=scale_factor, WINDOW=window,
-        ACC_DTYPE=accumulation_dtype(kernels.dtype, grad_out.dtype), BLOCK_P=block)
+        ACC_DTYPE=accumulation_dtype(kernels.dtype, grad_out.dtype), BLOCK_P=block, num_warps=NUM_WARPS)
     return out
 
 
@@ -435,7 +438,7 @@ def point_sample_forward(x: Tensor, positions: Tensor, groups: int,
     _point_sample_forward_kernel[launch](
         x, flat, out, channels, height, width, points, groups, channels // groups, chunk,
         BORDER=padding_mode == 'border', ACC_DTYPE=accumulation_dtype(x.dtype, positions.dtype),
-        BLOCK_P=block)
+        BLOCK_P=block, num_warps=NUM_WARPS)
     return out
 
 
@@ -458,7 +461,7 @@ def point_sample_backward(grad_out: Tensor, x: Tensor, positions: Tensor, groups
         x, flat, grad_out, grad_x if need_x else x, grad_positions if need_positions else flat,
         channels, height, width, points, groups, channels // groups,
         BORDER=padding_mode == 'border', NEED_X=need_x, NEED_POSITIONS=need_positions,
-        ACC_DTYPE=accumulation, BLOCK_P=block)
+        ACC_DTYPE=accumulation, BLOCK_P=block, num_warps=NUM_WARPS)
     if grad_x is not None:
         grad_x = grad_x.to(x.dtype)
     if grad_positions is not None:

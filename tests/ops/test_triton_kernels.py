@@ -70,6 +70,7 @@ CASES = [
     (2, 6, 2, (3, 4), (6, 7), 3, 2),     # odd output, two groups, a partial channel chunk
     (1, 9, 1, (2, 3), (4, 6), 5, 2),     # k = 5: taps padded 25 -> 32
     (3, 2, 2, (2, 2), (7, 8), 3, 4),     # scale 4 (window 144 -> 256), batch 3
+    (1, 3, 1, (3, 4), (3, 4), 3, 1),     # scale 1: the local filter (ops/local_filter.py)
 ]
 # (batch, channels, groups, (H, W), points, padding_mode)
 POINT_CASES = [

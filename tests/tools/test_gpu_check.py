@@ -129,3 +129,15 @@ def test_tables_run_on_tiny_cpu_tensors():
         assert row['result'].output.shape[-2:] == (6, 8), row['op']
     table = gpu_check.format_table(rows, 'cpu')
     assert table.count('not measured: no CUDA device') == 3
+
+
+def test_sweep_restores_the_shipped_constants(monkeypatch):
+    """Every combination is a row with a cell per op, and the module constants come back."""
+    import mmdynup.ops.triton_kernels as kernels
+    shipped = kernels.TILE_ELEMENTS
+    monkeypatch.setattr(gpu_check, 'SWEEP', dict(TILE_ELEMENTS=(64, shipped)))
+    specs = gpu_check.op_specs({})[:1]
+    lines = gpu_check.sweep(specs, (1, 4, 2, 3), 1, 'cpu').splitlines()
+    assert len(lines) == 4 and lines[3].startswith(f'| **{shipped}** | ')
+    assert all(float(line.split('|')[2]) > 0 for line in lines[2:])
+    assert kernels.TILE_ELEMENTS == shipped
