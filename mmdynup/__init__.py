@@ -9,6 +9,7 @@ from . import converters  # noqa: F401
 from . import mirl  # noqa: F401  (MIRL pretraining model: needs only torch and mmengine)
 from . import optim  # noqa: F401  (registers CPUAutocastOptimWrapper)
 from . import datasets  # noqa: F401  (registers the synthetic data sets where mmseg exists)
+from . import matting  # noqa: F401  (composition_errors; the matting model and data with mmseg)
 from .engine import allow_mmengine_checkpoints
 
 # torch >= 2.6 loads with weights_only=True: allow exactly what mmengine checkpoints hold.

@@ -35,6 +35,7 @@ FOLDERS = {
     'yolox': ('Object Detection', 'COCO', 'YOLOX'),
     'rtmdet': ('Object Detection', 'COCO', 'RTMDet'),
     'mirl': ('Semantic Segmentation', 'ADE20K', 'MIRL'),
+    'matting': ('Image Matting', 'Adobe Composition-1K', 'A2U Matting'),
 }
 
 #: README column header (lower case) -> metric name in the metafile.
@@ -43,6 +44,8 @@ METRIC_COLUMNS = {
     'ap (published)': 'box AP', 'box ap': 'box AP', 'mask ap': 'mask AP',
     'pq': 'PQ', 'pq things': 'PQ_th', 'pq stuff': 'PQ_st',
     'd<1.25': 'd1', 'absrel': 'abs_rel', 'rms': 'rmse',
+    'sad (published)': 'SAD', 'mse (published)': 'MSE', 'grad (published)': 'Grad',
+    'conn (published)': 'Conn',
 }
 #: README column header -> metadata key (our measured counts).
 METADATA_COLUMNS = {'params (ours)': 'Parameters', 'added (ours)': 'Added Parameters',

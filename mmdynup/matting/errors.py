@@ -49,6 +49,8 @@ FOUR_CONNECTED = ndimage.generate_binary_structure(2, 1)
 def _as_array(name: str, value) -> np.ndarray:
     if hasattr(value, 'detach'):  # a torch tensor
         value = value.detach().cpu().numpy()
+    elif isinstance(value, (list, tuple)):
+        value = np.asarray(value)
     if not isinstance(value, np.ndarray):
         raise TypeError(f'{name} must be a numpy array of shape (H, W), got '
                         f'{type(value).__name__}')
