@@ -129,3 +129,25 @@ def test_known_regions_are_restored_before_grad_and_conn():
 def test_bad_inputs_name_the_argument(pred, gt, trimap, error, match):
     with pytest.raises(error, match=match):
         composition_errors(pred, gt, trimap)
+
+
+def test_the_metric_averages_the_errors_of_8_bit_predictions():
+    pytest.importorskip('mmseg')
+    import torch
+
+    from mmdynup.matting import CompositionErrors
+    rng = np.random.default_rng(0)
+    metric = CompositionErrors()
+    samples, expected = [], []
+    for _ in range(2):
+        gt = np.round(rng.uniform(0, 1, (6, 7)) * 255) / 255
+        pred = rng.uniform(0, 1, (6, 7))
+        trimap = rng.choice(np.array([0, 128, 255], np.uint8), size=(6, 7))
+        samples.append(dict(pred_alpha=torch.from_numpy(pred)[None],
+                            gt_alpha=torch.from_numpy(gt)[None],
+                            trimap=torch.from_numpy(trimap)[None]))
+        expected.append(composition_errors(np.round(pred * 255) / 255, gt, trimap))
+    metric.process(None, samples)
+    averaged = metric.compute_metrics(metric.results)
+    for name in ('SAD', 'MSE', 'Grad', 'Conn'):
+        assert averaged[name] == pytest.approx((expected[0][name] + expected[1][name]) / 2)

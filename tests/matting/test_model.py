@@ -10,7 +10,7 @@ pytest.importorskip('mmseg')
 
 
 @pytest.mark.parametrize('upsampler', mmdynup.list_upsamplers())
-def test_trains_with_every_upsampler(upsampler):
+def test_trains_and_predicts_with_every_upsampler(upsampler):
     model = tiny_model(dict(type=upsampler))
     model.train()
     data = model.data_preprocessor(packed_matting_batch(2, 32, 32), training=True)
@@ -23,6 +23,12 @@ def test_trains_with_every_upsampler(upsampler):
         assert all(g is not None and torch.isfinite(g).all() for g in grads)
         if grads:
             assert any(g.abs().sum() > 0 for g in grads), upsampler
+    model.eval()
+    with torch.no_grad():
+        sample, = model(**model.data_preprocessor(packed_matting_batch(1, 36, 40)),
+                        mode='predict')
+    assert sample.pred_alpha.shape == (1, 36, 40)
+    assert 0 <= sample.pred_alpha.min() <= sample.pred_alpha.max() <= 1
 
 
 def test_predict_pads_crops_clips_and_restores_known_regions():
