@@ -66,3 +66,20 @@ def test_batches_of_mixed_sizes_are_refused():
                  data_samples=batch['data_samples'] + other['data_samples'])
     with pytest.raises(ValueError, match='evaluate with batch_size=1'):
         model.data_preprocessor(mixed)
+
+
+def test_pretrained_rgb_weights_load_with_a_zero_trimap_channel(tmp_path):
+    """An ImageNet-style checkpoint of a 3-channel, 4-stage ResNet (torchvision's keys, with
+    layer4 and fc): the encoder takes its first three stages, conv1 gets a zero 4th channel."""
+    from mmseg.registry import MODELS
+    rgb = MODELS.build(dict(type='ResNetWithStem', depth=18, in_channels=3, stem_channels=8,
+                            base_channels=8))
+    state = dict(rgb.state_dict(), **{'fc.weight': torch.zeros(10, 64),
+                                      'fc.bias': torch.zeros(10)})
+    torch.save(state, tmp_path / 'resnet18_rgb.pth')
+    model = tiny_model()
+    model.pretrained = str(tmp_path / 'resnet18_rgb.pth')
+    model.init_weights()
+    conv1 = model.backbone.conv1.weight
+    assert torch.equal(conv1[:, :3], state['conv1.weight']) and not conv1[:, 3].any()
+    assert torch.equal(model.backbone.layer3[0].conv1.weight, state['layer3.0.conv1.weight'])
