@@ -5,10 +5,10 @@ Recording: :func:`record_upsampling` hooks every mmdynup upsampler of a model fo
 captures its input, guide and output, plus what it hands to the shared ops: the reassembly kernels
 (B, G, k*k, oH, oW) given to :func:`mmdynup.ops.reassembly.reassemble` (CARAFE, FADE; for SAPA the
 softmax-normalised similarities) and the sampling positions (B, G, [P,] oH, oW, 2) given to
-:func:`mmdynup.ops.point_sampling.point_sample` (DySample; SAPA-deform's P points). The ops expose
-no intermediates, so the recorder wraps those two functions where mmdynup modules imported them,
-for the duration of the block only; every upsampler that uses the ops is covered without code of
-its own.
+:func:`mmdynup.ops.point_sampling.point_sample` or ``subpixel_point_sample`` (DySample;
+SAPA-deform's P points). The ops expose no intermediates, so the recorder wraps those functions
+where mmdynup modules imported them, for the duration of the block only; every upsampler that
+uses the ops is covered without code of its own.
 
 Rendering (matplotlib, Agg canvas, PNG files): :func:`render_sampling_offsets`,
 :func:`render_kernels`, :func:`render_feature_maps`. Coordinates: the image shown is the one the
@@ -30,7 +30,8 @@ from .ops import point_sampling, reassembly
 from .upsamplers.base import Upsampler
 
 #: Op functions recorded, by the attribute name under which mmdynup modules import them.
-RECORDED_OPS = {'reassemble': reassembly.reassemble, 'point_sample': point_sampling.point_sample}
+RECORDED_OPS = {'reassemble': reassembly.reassemble, 'point_sample': point_sampling.point_sample,
+                'subpixel_point_sample': point_sampling.subpixel_point_sample}
 
 
 @dataclass
@@ -108,7 +109,10 @@ def record_upsampling(model: nn.Module) -> Iterator[List[UpsamplerCall]]:
                     active[-1].kernels = _detach(args[1])
                     active[-1].kernel_size = int(args[2])
                 elif active[-1].positions is None:  # SAPA-deform samples keys, then values
-                    active[-1].positions = _detach(args[1])
+                    positions = args[1]
+                    if op_name == 'subpixel_point_sample':  # (x, offsets, s, size, ...)
+                        positions = point_sampling.subpixel_positions(*args[1:4])
+                    active[-1].positions = _detach(positions)
             return function(*args, **kwargs)
         return wrapper
 

@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..ops.point_sampling import point_sample, subpixel_positions
+from ..ops.point_sampling import subpixel_point_sample
+from ..ops.pointwise import pointwise
 from ..registry import register_upsampler
 from ..checks import check_divisible, check_positive_int
 from .base import Upsampler
@@ -113,23 +114,22 @@ class DySample(Upsampler):
         batch, channels, height, width = x.shape
         s, groups = self.scale_factor, self.groups
         features = F.pixel_shuffle(x, s) if self.style == 'pl' else x
-        offsets = self.offset(features)
         if self.scope is not None:
-            offsets = offsets * self.scope(features).sigmoid() * DYNAMIC_SCOPE
+            offsets, scope = pointwise(features, self.offset, self.scope)
+            offsets, offset_scale = offsets * scope.sigmoid(), DYNAMIC_SCOPE
         else:
-            offsets = offsets * STATIC_SCOPE
-        # Both styles as (B, G, H, s_row, W, s_col, 2) views: the pixel shuffle and the move of
-        # (x, y) last happen in the single copy inside subpixel_positions.
+            offsets, offset_scale = pointwise(features, self.offset)[0], STATIC_SCOPE
+        # Both styles as (B, G, H, s_row, W, s_col, 2) views: the pixel shuffle, the move of
+        # (x, y) last and the parent centres happen in the sampling's one pass over the grid.
         if self.style == 'lp':
             offsets = offsets.reshape(batch, 2, groups, s, s, height, width)
             offsets = offsets.permute(0, 2, 5, 3, 6, 4, 1)
         else:
             offsets = offsets.reshape(batch, 2, groups, height, s, width, s)
             offsets = offsets.permute(0, 2, 3, 4, 5, 6, 1)
-        initial = self.init_pos.view(2, groups, s, s).permute(1, 2, 3, 0)
-        offsets = offsets + initial[:, None, :, None]
-        positions = subpixel_positions(offsets, s, size)  # (B, G, oH, oW, 2)
-        sampled = point_sample(x, positions, groups, padding_mode='border')
+        initial = self.init_pos.view(2, groups, s, s).permute(1, 2, 3, 0)[:, None, :, None]
+        sampled = subpixel_point_sample(x, offsets, s, size, groups, padding_mode='border',
+                                        initial=initial, offset_scale=offset_scale)
         return sampled.reshape(batch, channels, *size)
 
 

@@ -99,7 +99,8 @@ def test_recording_restores_the_ops_and_needs_an_upsampler():
             assert mmdynup.upsamplers.carafe.reassemble is not RECORDED_OPS['reassemble']
             raise RuntimeError('inside')
     assert mmdynup.upsamplers.carafe.reassemble is reassembly.reassemble
-    assert mmdynup.upsamplers.dysample.point_sample is point_sampling.point_sample
+    assert mmdynup.upsamplers.dysample.subpixel_point_sample is \
+        point_sampling.subpixel_point_sample
     with pytest.raises(ValueError, match='contains no mmdynup upsampler'):
         with record_upsampling(nn.Conv2d(1, 1, 1)):
             pass
