@@ -1,11 +1,16 @@
-"""Grouped point sampling: the grid_sample reference against a per-point brute force."""
+"""Grouped point sampling: the grid_sample reference against a per-point brute force, the fast
+path (PointSample) against the reference, and its deterministic backward."""
 import math
 
 import pytest
 import torch
 
-from mmdynup.ops.point_sampling import (pixel_centres, point_sample, point_sample_reference,
-                                        subpixel_positions)
+from mmdynup.ops import dispatch, point_sampling
+from mmdynup.ops.point_sampling import (BILINEAR, PADDING_CODES, SAMPLING_BACKWARDS,
+                                        deterministic_sampling_backward, is_permuted_contiguous,
+                                        pixel_centres, point_sample, point_sample_implementation,
+                                        point_sample_reference, sampling_backward,
+                                        subpixel_point_sample, subpixel_positions)
 
 
 def bilinear_brute_force(image, px, py, padding_mode):
@@ -147,3 +152,187 @@ def test_bad_arguments_are_named(kwargs, match):
     arguments.update(kwargs)
     with pytest.raises((ValueError, TypeError), match=match):
         point_sample_reference(**arguments)
+
+
+# --- fast path (PointSample) against the reference ----------------------------------------------
+
+def sampled_with_grads(function, x, offsets, grad_output=None):
+    """Output and gradients (x, offsets) of ``function(x, offsets)`` for one upstream gradient."""
+    x = x.detach().clone().requires_grad_()
+    offsets = offsets.detach().clone().requires_grad_()
+    out = function(x, offsets)
+    if grad_output is None:
+        grad_output = torch.randn_like(out)
+    return (out, *torch.autograd.grad(out, (x, offsets), grad_output)), grad_output
+
+
+def subpixel_case(dtype, shared_block=False, size=(7, 9)):
+    """x (2, 6, 4, 5), offsets (2, 3, 4, s or 1, 5, s or 1, 2) reaching outside the image."""
+    sub = 1 if shared_block else 2
+    x = torch.randn(2, 6, 4, 5, dtype=dtype)
+    offsets = 1.5 * torch.randn(2, 3, 4, sub, 5, sub, 2, dtype=dtype)
+    return x, offsets, size
+
+
+@pytest.mark.parametrize('padding_mode', ['zeros', 'border'])
+@pytest.mark.parametrize('shared_block,size', [(False, (8, 10)), (False, (7, 9)),
+                                               (True, (7, 10))])
+def test_subpixel_fast_equals_reference(padding_mode, shared_block, size):
+    x, offsets, size = subpixel_case(torch.float64, shared_block, size)
+    initial = torch.randn(3, 1, 2, 1, 2 if not shared_block else 1, 2, dtype=torch.float64)
+    if shared_block:
+        initial = initial[:, :, :1]
+
+    def run(impl):
+        return lambda x, o: subpixel_point_sample(x, o, 2, size, 3, padding_mode,
+                                                  initial=initial, offset_scale=0.3, impl=impl)
+
+    expected, grad_output = sampled_with_grads(run('reference'), x, offsets)
+    actual, _ = sampled_with_grads(run('tiled'), x, offsets, grad_output)
+    for fast, reference in zip(actual, expected):
+        torch.testing.assert_close(fast, reference, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize('padding_mode', ['zeros', 'border'])
+def test_fast_equals_reference_and_gradcheck(padding_mode):
+    x = torch.randn(2, 6, 4, 5, dtype=torch.float64)
+    positions = random_positions(2, 3, (3, 4), 4, 5)
+    expected, grad_output = sampled_with_grads(
+        lambda x, p: point_sample(x, p, 3, padding_mode, impl='reference'), x, positions)
+    actual, _ = sampled_with_grads(lambda x, p: point_sample(x, p, 3, padding_mode, impl='tiled'),
+                                   x, positions, grad_output)
+    for fast, reference in zip(actual, expected):
+        torch.testing.assert_close(fast, reference, atol=1e-12, rtol=0)
+    x, offsets, size = subpixel_case(torch.float64)
+    x, offsets = x[:1, :, :3, :3], offsets[:1, :2, :3, :, :3].contiguous()
+    assert torch.autograd.gradcheck(
+        lambda x, o: subpixel_point_sample(x, o, 2, (5, 6), 2, padding_mode, impl='tiled'),
+        (x.requires_grad_(), offsets.requires_grad_()))
+
+
+@pytest.mark.parametrize('padding_mode', ['zeros', 'border'])
+def test_float32_ratio_rule(padding_mode):
+    """err(fast, float32) <= 2 err(reference, float32) + 1e-6, both against the float64
+    reference, for the output and both gradients (flash-attention's rule)."""
+    x, offsets, size = subpixel_case(torch.float64)
+
+    def run(impl):
+        return lambda x, o: subpixel_point_sample(x, o, 2, size, 3, padding_mode, impl=impl)
+
+    exact, grad_output = sampled_with_grads(run('reference'), x, offsets)
+    single = [tensor.float() for tensor in (x, offsets, grad_output)]
+    reference, _ = sampled_with_grads(run('reference'), *single[:2], single[2])
+    fast, _ = sampled_with_grads(run('tiled'), *single[:2], single[2])
+    for truth, low, candidate in zip(exact, reference, fast):
+        reference_error = (low.double() - truth).abs().max().item()
+        assert (candidate.double() - truth).abs().max().item() <= 2 * reference_error + 1e-6
+
+
+def test_bfloat16_input_and_autocast_follow_the_reference():
+    x, offsets, size = subpixel_case(torch.float32)
+    for impl in ('reference', 'tiled'):
+        out = subpixel_point_sample(x.bfloat16(), offsets, 2, size, 3, 'border', impl=impl)
+        assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(
+        subpixel_point_sample(x.bfloat16(), offsets, 2, size, 3, 'border', impl='tiled'),
+        subpixel_point_sample(x.bfloat16(), offsets, 2, size, 3, 'border', impl='reference'))
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        fast, _ = sampled_with_grads(
+            lambda x, o: subpixel_point_sample(x, o, 2, size, 3, 'zeros', impl='tiled'),
+            x.bfloat16(), offsets)
+        reference, _ = sampled_with_grads(
+            lambda x, o: subpixel_point_sample(x, o, 2, size, 3, 'zeros', impl='reference'),
+            x.bfloat16(), offsets, _)
+    for actual, expected in zip(fast, reference):
+        assert actual.dtype == expected.dtype
+        torch.testing.assert_close(actual, expected)
+
+
+@pytest.mark.parametrize('padding_mode', ['zeros', 'border'])
+def test_deterministic_backward_equals_aten_and_repeats_bitwise(padding_mode):
+    features = torch.randn(3, 4, 5, 6, dtype=torch.float64)
+    grid = torch.rand(3, 7, 8, 2, dtype=torch.float64) * 2.6 - 1.3  # leaves the image
+    grid[0, 0, :3] = torch.tensor([[-1.0, -1.0], [1.0, 1.0], [1 - 1 / 6, -1 + 1 / 5]])  # edges
+    grad_output = torch.randn(3, 4, 7, 8, dtype=torch.float64)
+    expected = torch.ops.aten.grid_sampler_2d_backward(
+        grad_output, features, grid, BILINEAR, PADDING_CODES[padding_mode], False, [True, True])
+    actual = deterministic_sampling_backward(grad_output, features, grid, padding_mode)
+    for ours, aten in zip(actual, expected):
+        torch.testing.assert_close(ours, aten, atol=1e-12, rtol=0)
+    again = deterministic_sampling_backward(grad_output, features, grid, padding_mode)
+    assert all(torch.equal(first, second) for first, second in zip(actual, again))
+    assert deterministic_sampling_backward(grad_output, features, grid, padding_mode,
+                                           input_grad=False)[0] is None
+
+
+def test_deterministic_mode_selects_our_backward_on_cuda_only():
+    assert not torch.are_deterministic_algorithms_enabled()
+    assert sampling_backward(torch.device('cuda')) == 'fused'
+    torch.use_deterministic_algorithms(True)
+    try:
+        assert sampling_backward(torch.device('cuda', 0)) == 'deterministic'
+        assert sampling_backward('cuda') == 'deterministic'
+        assert sampling_backward(torch.device('cpu')) == 'fused'  # ATen's CPU kernel is
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert set(SAMPLING_BACKWARDS) == {'fused', 'deterministic'}
+
+
+def test_fast_backward_runs_the_selected_kernel(monkeypatch):
+    """The Function asks sampling_backward at backward time; forcing 'deterministic' on the CPU
+    runs our kernel (same gradients as ATen's, bit-identical twice)."""
+    x, offsets, size = subpixel_case(torch.float32)
+
+    def gradients():
+        return sampled_with_grads(
+            lambda x, o: subpixel_point_sample(x, o, 2, size, 3, 'border', impl='tiled'),
+            x, offsets, torch.ones(2, 3, 2, *size))[0]
+
+    fused = gradients()
+    calls = []
+
+    def deterministic(*args, **kwargs):
+        calls.append(1)
+        return deterministic_sampling_backward(*args, **kwargs)
+
+    monkeypatch.setattr(point_sampling, 'sampling_backward', lambda device: 'deterministic')
+    monkeypatch.setattr(point_sampling, 'deterministic_sampling_backward', deterministic)
+    first, second = gradients(), gradients()
+    assert len(calls) == 2
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+    for ours, aten in zip(first, fused):
+        torch.testing.assert_close(ours, aten, atol=1e-5, rtol=1e-5)
+
+
+def test_implicit_reference_gives_way_in_deterministic_cuda_mode(monkeypatch):
+    """Under torch.compile 'auto' means the reference, whose CUDA backward raises in
+    deterministic mode: point sampling then takes PointSample; an explicit 'reference' stays."""
+    x = torch.randn(1, 2, 3, 3, requires_grad=True)
+    positions = torch.rand(1, 1, 2, 2, 2)
+    monkeypatch.setattr(point_sampling, 'is_compiling', lambda: True)
+    monkeypatch.setattr(dispatch, 'is_compiling', lambda: True)
+    assert point_sample_implementation(None, x, positions) == 'reference'
+    monkeypatch.setattr(point_sampling, 'sampling_backward', lambda device: 'deterministic')
+    assert point_sample_implementation(None, x, positions) == 'tiled'
+    assert point_sample_implementation('reference', x, positions) == 'reference'
+    with torch.no_grad():
+        assert point_sample_implementation(None, x, positions) == 'reference'
+
+
+def test_offset_gradient_keeps_the_offsets_layout():
+    x = torch.randn(1, 4, 3, 5)
+    raw = torch.randn(1, 2, 2, 2, 2, 3, 5, requires_grad=True)  # (B, xy, G, a, b, H, W)
+    offsets = raw.permute(0, 2, 5, 3, 6, 4, 1)
+    subpixel_point_sample(x, offsets, 2, (6, 10), 2, 'border', impl='tiled').sum().backward()
+    assert raw.grad.is_contiguous()
+    assert is_permuted_contiguous(offsets.shape, offsets.stride())
+    assert not is_permuted_contiguous((2, 3), (1, 1))
+
+
+def test_initial_must_be_a_constant():
+    x, offsets, size = subpixel_case(torch.float32)
+    with pytest.raises(ValueError, match='initial must not require grad'):
+        subpixel_point_sample(x, offsets, 2, size, 3, initial=torch.zeros(2, requires_grad=True))
+    with pytest.raises(ValueError, match='s or 1'):
+        subpixel_point_sample(x, offsets[:, :, :, :, :, :1].expand(-1, -1, -1, 2, -1, 3, -1),
+                              2, size, 3)
