@@ -5,6 +5,7 @@ the same tensor, on the fast and on the reference path, side by side.
     python tools/benchmark.py --quick               # < 2 min: 32 -> 64, 2 repeats, one process
     python tools/benchmark.py --device cuda --sizes 120 --batch 1   # the papers' 256x120x120 x2
     python tools/benchmark.py --output bench.md --plot bench.png
+    python tools/benchmark.py --authors ~/src/dysample --upsamplers DySample DySamplePlus
 
 What is measured, per (upsampler, path, size):
 
@@ -28,20 +29,33 @@ The path is ``fast`` (``impl='auto'``: tiled PyTorch on CPU, Triton on CUDA) or 
 (:func:`mmdynup.ops.dispatch.use_implementation`); upsamplers whose autograd graph is the same
 on both paths are run once (path ``-``). Ratios are taken against bilinear interpolation of the
 same input in the same run.
+
+``--authors DIR`` also measures the authors' own modules (path ``authors``), side by side in the
+same run: the files of their repositories that :data:`AUTHORS_MODULES` names (``dysample.py``
+of tiny-smart/dysample, ``FADE_L2H.py`` / ``FADE_H2L.py`` of poppinace/fade, ``sapa_base.py`` /
+``sapa_deform.py`` of tiny-smart/sapa) are looked up by file name anywhere under DIR, imported
+by path, and built with the configuration of our row (mmcv's ``CARAFEPack`` comes from the
+installed mmcv). They are not shipped with mmdynup. A module that does not import or run here
+(a CUDA extension on the CPU, a missing dependency) is reported with the reason. The column
+``vs authors`` is our forward+backward time over theirs; ``target`` checks the targets of
+:data:`TARGETS` (issue 16) and prints ``met`` or ``missed`` with the figure.
 """
 from __future__ import annotations
 
 import argparse
 import ctypes
 import gc
+import importlib
+import importlib.util
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -52,6 +66,174 @@ if str(REPO_ROOT) not in sys.path:
 
 #: Interpolation baselines benchmarked beside the registered upsamplers.
 INTERPOLATIONS = ('nearest', 'bilinear')
+
+
+# --- the authors' modules -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AuthorsModule:
+    """How to build and call the authors' module that one of our upsamplers reimplements.
+
+    Attributes:
+        ours: our registered name, measured with the same configuration.
+        file: the authors' file, found by this name under ``--authors DIR``; empty for a module
+            of an installed package (``package``).
+        cls: the class in that file.
+        arguments: (channels, scale factor) -> the constructor arguments matching our defaults.
+        guided: called ``m(guide, x)`` (the authors' high-resolution-first order), else ``m(x)``.
+        package: the import name of an installed module (when ``file`` is empty).
+    """
+
+    ours: str
+    file: str
+    cls: str
+    arguments: Callable[[int, int], Dict] = field(compare=False)
+    guided: bool = False
+    package: str = ''
+
+
+def _dysample(style: str, dyscope: bool) -> Callable[[int, int], Dict]:
+    return lambda channels, scale: dict(in_channels=channels, scale=scale, style=style, groups=4,
+                                        dyscope=dyscope)
+
+
+def _fade(channels: int, scale: int) -> Dict:
+    return dict(in_channels_en=channels, in_channels_de=channels, scale=scale)
+
+
+def _sapa(channels: int, scale: int) -> Dict:
+    return dict(dim_y=channels, dim_x=channels, up_factor=scale)
+
+
+#: The authors' modules ``--authors`` looks for (their repositories' file and class names).
+AUTHORS_MODULES = (
+    AuthorsModule('DySample', 'dysample.py', 'DySample', _dysample('lp', False)),
+    AuthorsModule('DySamplePlus', 'dysample.py', 'DySample', _dysample('lp', True)),
+    AuthorsModule('DySampleS', 'dysample.py', 'DySample', _dysample('pl', False)),
+    AuthorsModule('DySampleSPlus', 'dysample.py', 'DySample', _dysample('pl', True)),
+    AuthorsModule('FADE', 'FADE_L2H.py', 'FADE', _fade, guided=True),
+    AuthorsModule('FADELite', 'FADE_L2H.py', 'FADELite', _fade, guided=True),
+    AuthorsModule('SemiShiftUp', 'FADE_L2H.py', 'SemiShiftUp', _fade, guided=True),
+    AuthorsModule('FADEECCV', 'FADE_H2L.py', 'FADE', _fade, guided=True),
+    AuthorsModule('SAPABase', 'sapa_base.py', 'SAPA', _sapa, guided=True),
+    AuthorsModule('SAPADeform', 'sapa_deform.py', 'SAPADeform', _sapa, guided=True),
+    AuthorsModule('CARAFE', '', 'CARAFEPack',
+                  lambda channels, scale: dict(channels=channels, scale_factor=scale),
+                  package='mmcv.ops'),
+)
+
+
+def find_authors_file(directory: Path, file_name: str) -> Optional[Path]:
+    """``file_name`` under ``directory`` (itself first, then the shallowest match below), or
+    None. The authors' repositories keep some modules in subfolders
+    (``pytorch_implementation/FADE_L2H.py``)."""
+    matches = sorted(directory.rglob(file_name), key=lambda path: (len(path.parts), str(path)))
+    return matches[0] if matches else None
+
+
+def discover_authors_modules(directory: Path, names: List[str]) -> List[Tuple[AuthorsModule,
+                                                                              str]]:
+    """The authors' modules for our ``names``: (spec, source) with source a file path under
+    ``directory`` or an installed package's name; modules absent from both are left out."""
+    found = []
+    for spec in AUTHORS_MODULES:
+        if spec.ours not in names:
+            continue
+        if spec.file:
+            path = find_authors_file(directory, spec.file)
+            if path is not None:
+                found.append((spec, str(path)))
+        elif importlib.util.find_spec(spec.package.split('.')[0]) is not None:
+            found.append((spec, spec.package))
+    return found
+
+
+def import_authors_module(source: str):
+    """The authors' module from a file path (imported by path, its folder on ``sys.path`` for
+    sibling imports) or an installed package's name."""
+    if not source.endswith('.py'):
+        return importlib.import_module(source)
+    path = Path(source)
+    name = f'authors_{path.stem}_{abs(hash(str(path.resolve())))}'
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(path.parent))
+    sys.modules[name] = module
+    return module
+
+
+class AuthorsUpsampler(torch.nn.Module):
+    """An authors' module called like ours: ``forward(x, guide=None)``."""
+
+    def __init__(self, module: torch.nn.Module, channels: int, guided: bool) -> None:
+        super().__init__()
+        self.module, self.out_channels, self.requires_guide = module, channels, guided
+
+    def forward(self, x, guide=None):
+        return self.module(guide, x) if self.requires_guide else self.module(x)
+
+
+def build_authors(case: Dict, device) -> torch.nn.Module:
+    """The authors' module of an ``authors`` case, on ``device``."""
+    module = getattr(import_authors_module(case['authors_source']), case['authors_class'])
+    built = module(**case['authors_arguments'])
+    return AuthorsUpsampler(built, case['channels'], case['authors_guided']).to(device)
+
+
+# --- targets (issue 16) -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Target:
+    """Upper bounds for one of our rows: forward+backward time over bilinear's and over the
+    authors' module's, peak extra memory over bilinear's (None: no bound)."""
+
+    time_vs_bilinear: Optional[float] = None
+    time_vs_authors: Optional[float] = None
+    memory_vs_bilinear: Optional[float] = None
+
+
+_DYSAMPLE_TARGET = Target(time_vs_authors=0.8, memory_vs_bilinear=1.5)
+_GUIDED_KERNEL_TARGET = Target(memory_vs_bilinear=3.0)
+#: The issue's targets per upsampler (CPU, forward + backward).
+TARGETS = {
+    'DySample': _DYSAMPLE_TARGET, 'DySamplePlus': _DYSAMPLE_TARGET,
+    'DySampleS': _DYSAMPLE_TARGET, 'DySampleSPlus': _DYSAMPLE_TARGET,
+    'SAPADeform': Target(time_vs_bilinear=10.0, memory_vs_bilinear=3.0),
+    **{name: _GUIDED_KERNEL_TARGET for name in ('FADE', 'FADELite', 'FADEECCV', 'SAPAB',
+                                                'SAPABase', 'SAPAG', 'SAPAI')},
+}
+
+
+def target_verdict(name: str, ratios: Dict[str, Optional[float]]) -> str:
+    """``met`` / ``missed (...)`` for our row of ``name`` from its measured ratios (keys as the
+    :class:`Target` fields); ``-`` without a target, ``not measured (...)`` where a ratio is
+    missing (no ``--authors`` module)."""
+    target = TARGETS.get(name)
+    if target is None:
+        return '-'
+    missed, unmeasured = [], []
+    for key, label in (('time_vs_bilinear', 'time / bilinear'),
+                       ('time_vs_authors', 'time / authors'),
+                       ('memory_vs_bilinear', 'memory / bilinear')):
+        bound = getattr(target, key)
+        if bound is None:
+            continue
+        value = ratios.get(key)
+        if value is None:
+            unmeasured.append(label)
+        elif value > bound:
+            missed.append(f'{label} {value:.2f}x > {bound:g}x')
+    if missed:
+        return 'missed (' + '; '.join(missed) + ')'
+    if unmeasured:
+        return 'not measured (' + ', '.join(unmeasured) + ')'
+    return 'met'
 
 
 # --- memory probes ------------------------------------------------------------------------------
@@ -153,7 +335,10 @@ def run_case(case: Dict) -> Dict:
     device = torch.device(case['device'])
     torch.set_num_threads(case['threads'])
     torch.manual_seed(0)
-    module = build(case['name'], case['channels'], case['scale'], device)
+    if case['path'] == 'authors':
+        module = build_authors(case, device)
+    else:
+        module = build(case['name'], case['channels'], case['scale'], device)
     x, guide, grad = make_inputs(module, case['batch'], case['channels'], case['size'],
                                  case['scale'], device)
     arguments = (x,) if guide is None else (x, guide)
@@ -243,8 +428,9 @@ def format_ratio(value: Optional[float]) -> str:
 
 def markdown_table(rows: List[Dict], fast_label: str) -> str:
     header = ('| upsampler | path | params | GFLOPs | fwd ms | fwd+bwd ms | fwd+bwd / bilinear '
-              '| peak extra MiB | memory / bilinear | speed-up vs reference |\n'
-              '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|')
+              '| peak extra MiB | memory / bilinear | speed-up vs reference | vs authors '
+              '| target |\n'
+              '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|')
     blocks = []
     for size in sorted({row['size'] for row in rows}):
         sized = [row for row in rows if row['size'] == size]
@@ -255,19 +441,27 @@ def markdown_table(rows: List[Dict], fast_label: str) -> str:
         lines = [f"**{first['batch']} x {first['channels']} x {size} x {size} -> x{first['scale']}"
                  f"** ({where}, float32)", '', header]
         for row in sized:
-            reference = next((other for other in sized if other['name'] == row['name']
-                              and other['path'] == 'reference'), None)
+            def same(path):
+                return next((other for other in sized if other['name'] == row['name']
+                             and other['path'] == path), None)
+            reference, authors = same('reference'), same('authors')
+            ours = row['path'] in (fast_label, '-')
             speed_up = (reference['fwd_bwd_ms'] / row['fwd_bwd_ms']
                         if reference is not None and row['path'] == fast_label else None)
-            time_ratio = row['fwd_bwd_ms'] / bilinear['fwd_bwd_ms'] if bilinear else None
-            memory_ratio = (row['peak_mib'] / bilinear['peak_mib']
-                            if bilinear and bilinear['peak_mib'] > 0 else None)
-            flops = '-' if row['flops'] is None else f"{row['flops'] / 1e9:.2f}"
+            ratios = dict(
+                time_vs_bilinear=row['fwd_bwd_ms'] / bilinear['fwd_bwd_ms'] if bilinear else None,
+                memory_vs_bilinear=(row['peak_mib'] / bilinear['peak_mib']
+                                    if bilinear and bilinear['peak_mib'] > 0 else None),
+                time_vs_authors=(row['fwd_bwd_ms'] / authors['fwd_bwd_ms']
+                                 if authors is not None and ours else None))
+            flops = '-' if row.get('flops') is None else f"{row['flops'] / 1e9:.2f}"
             lines.append(
                 f"| {row['name']} | {row['path']} | {row['params']:,} | {flops} "
-                f"| {row['fwd_ms']:.1f} | {row['fwd_bwd_ms']:.1f} | {format_ratio(time_ratio)} "
-                f"| {row['peak_mib']:.0f} | {format_ratio(memory_ratio)} "
-                f"| {format_ratio(speed_up)} |")
+                f"| {row['fwd_ms']:.1f} | {row['fwd_bwd_ms']:.1f} "
+                f"| {format_ratio(ratios['time_vs_bilinear'])} "
+                f"| {row['peak_mib']:.0f} | {format_ratio(ratios['memory_vs_bilinear'])} "
+                f"| {format_ratio(speed_up)} | {format_ratio(ratios['time_vs_authors'])} "
+                f"| {target_verdict(row['name'], ratios) if ours else '-'} |")
         blocks.append('\n'.join(lines))
     return '\n\n'.join(blocks)
 
@@ -281,7 +475,7 @@ def plot(rows: List[Dict], path: Path) -> None:
         series = sorted((row for row in rows if (row['name'], row['path']) == key),
                         key=lambda row: row['size'])
         sizes = [row['size'] for row in series]
-        style = '--' if key[1] == 'reference' else '-'
+        style = {'reference': '--', 'authors': ':'}.get(key[1], '-')
         label = key[0] if key[1] == '-' else f'{key[0]} ({key[1]})'
         time_axis.plot(sizes, [row['fwd_bwd_ms'] for row in series], style, marker='o',
                        label=label)
@@ -291,7 +485,8 @@ def plot(rows: List[Dict], path: Path) -> None:
                         (memory_axis, 'peak extra memory, forward+backward (MiB)')):
         axis.set_xscale('log', base=2)
         axis.set_yscale('log')
-        axis.set_xlabel('input height = width')
+        axis.set_xlabel('input height = width (solid: ours, dashed: our reference, '
+                        'dotted: authors)')
         axis.set_title(title)
         axis.grid(True, which='both', alpha=0.3)
     figure.legend(loc='center right', fontsize=7)
@@ -325,7 +520,14 @@ def parse_args(argv=None):
                         help='size 32, 2 repeats, the reference once and only for CARAFE, FADE, SAPAB '
                              '(unless --reference-for), one process: a smoke run in < 2 min')
     parser.add_argument('--output', type=Path, help='also write the Markdown tables here')
-    parser.add_argument('--plot', type=Path, help='write a PNG plot here')
+    parser.add_argument('--plot', type=Path,
+                        help='write a PNG plot here: forward+backward time and peak memory '
+                             'against the input size, for ours, our reference and the authors\' '
+                             'modules')
+    parser.add_argument('--authors', type=Path, metavar='DIR',
+                        help='also measure the authors\' own modules found by file name under '
+                             'DIR (their repositories: dysample.py, FADE_L2H.py, FADE_H2L.py, '
+                             'sapa_base.py, sapa_deform.py; mmcv\'s CARAFEPack when installed)')
     parser.add_argument('--worker', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
@@ -339,6 +541,9 @@ def parse_args(argv=None):
             parser.error(f'--{name} must be >= 1, got {getattr(args, name)}')
     if args.scale < 2 or min(args.sizes) < 1:
         parser.error(f'--scale must be >= 2 and --sizes >= 1, got {args.scale}, {args.sizes}')
+    if args.authors is not None and not args.authors.is_dir():
+        parser.error(f'--authors must be a folder holding the authors\' files, got '
+                     f'{str(args.authors)!r} (not a directory)')
     if args.device == 'cuda' and not torch.cuda.is_available():
         parser.error('--device cuda: no CUDA device is available')
     return args
@@ -359,7 +564,20 @@ def main(argv=None) -> None:
         raise SystemExit(f'unknown upsamplers {sorted(unknown)}; registered: {list_upsamplers()}')
     fast_label = resolve_implementation(None, torch.empty(0, device=args.device))
     torch.set_num_threads(args.threads)
-    rows = []
+    authors = {}
+    if args.authors is not None:
+        authors = {spec.ours: (spec, source)
+                   for spec, source in discover_authors_modules(args.authors, names)}
+        print(f"  authors' modules under {args.authors}: "
+              + (', '.join(f'{name} <- {source}' for name, (_, source) in authors.items())
+                 or 'none of ' + ', '.join(sorted({spec.file for spec in AUTHORS_MODULES
+                                                    if spec.file}))),
+              file=sys.stderr, flush=True)
+    rows, notes = [], []
+    if args.authors is not None:
+        notes = [f"{spec.ours} (authors): {spec.file or spec.package} not found"
+                 + (f' under {args.authors}' if spec.file else ' (not installed)')
+                 for spec in AUTHORS_MODULES if spec.ours in names and spec.ours not in authors]
     for size in args.sizes:
         for name in names:
             flops = None
@@ -372,18 +590,36 @@ def main(argv=None) -> None:
                 paths = [(fast_label, 'auto')]
                 if args.reference_for is None or name in args.reference_for:
                     paths.append(('reference', 'reference'))
+            if name in authors:
+                paths.append(('authors', 'auto'))
             for label, impl in paths:
                 repeats = (args.reference_repeats or args.repeats) if label == 'reference' \
                     else args.repeats
                 case = dict(name=name, path=label, impl=impl, size=size, batch=args.batch,
                             channels=args.channels, scale=args.scale, device=args.device,
                             threads=args.threads, repeats=repeats)
-                row = run_isolated(case) if args.isolation == 'process' else run_case(case)
-                row['flops'] = flops
+                if label == 'authors':
+                    spec, source = authors[name]
+                    case.update(authors_source=source, authors_class=spec.cls,
+                                authors_guided=spec.guided,
+                                authors_arguments=spec.arguments(args.channels, args.scale))
+                try:
+                    row = run_isolated(case) if args.isolation == 'process' else run_case(case)
+                except Exception as error:  # noqa: BLE001  only the authors' code may fail here
+                    if label != 'authors':
+                        raise
+                    reason = str(error).strip().splitlines()[-1]
+                    notes.append(f"{name} (authors, {authors[name][1]}): not measured here: "
+                                 f"{reason}")
+                    print(f'  {notes[-1]}', file=sys.stderr, flush=True)
+                    continue
+                row['flops'] = flops if label != 'authors' else None
                 rows.append(row)
                 print(f"  {name:>22} {label:>9} {size:>4}: fwd+bwd {row['fwd_bwd_ms']:9.1f} ms, "
                       f"peak extra {row['peak_mib']:8.0f} MiB", file=sys.stderr, flush=True)
     table = markdown_table(rows, fast_label)
+    if notes:
+        table += '\n\n' + '\n'.join(f'- {note}' for note in dict.fromkeys(notes))
     print(table)
     if args.output:
         args.output.write_text(table + '\n')
