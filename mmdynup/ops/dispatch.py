@@ -15,6 +15,11 @@ Implementations (every op in :mod:`mmdynup.ops` that has fast paths accepts thes
   compiler fuses them itself), else ``'triton'`` for CUDA tensors when Triton is available, else
   ``'tiled'``.
 
+Deterministic mode (``torch.use_deterministic_algorithms(True)``) needs no switch here: point
+sampling, whose reference backward (``grid_sample``'s) has no deterministic CUDA kernel, picks
+its own deterministic backward in that mode (:func:`mmdynup.ops.point_sampling.sampling_backward`,
+also when ``'auto'`` would mean the reference under ``torch.compile``).
+
 Selection, innermost first: the ``impl`` argument of an op call, then the innermost active
 :func:`use_implementation` block (scoped per thread and per asyncio task via
 :mod:`contextvars`), then ``'auto'``. There is deliberately no process-wide setter. Under
