@@ -422,3 +422,76 @@ def reassemble(x: Tensor, kernels: Tensor, kernel_size: int, scale_factor: int,
         return reassemble_reference(x, kernels, kernel_size, scale_factor)
     x, kernels = autocast_inputs(x, kernels)
     return Reassembly.apply(x, kernels, kernel_size, scale_factor, fast_primitives(chosen))
+
+
+class GatedReassembly(torch.autograd.Function):
+    """``gate * guide + (1 - gate) * reassemble(x, kernels)`` (FADE's gated output) through a
+    fast path's primitives without keeping the reassembled map: the forward blends it into the
+    output in place; the backward recomputes it once for the gate's gradient and reuses that
+    buffer for the reassembly's upstream gradient ``(1 - gate) * grad``. Besides the output and
+    the gradients it allocates one output-sized buffer, in the backward only. Inputs as
+    :func:`gated_reassemble` (all of one dtype)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, kernels: Tensor, gate: Tensor, guide: Tensor, kernel_size: int,
+                scale_factor: int, primitives) -> Tensor:
+        ctx.save_for_backward(x, kernels, gate, guide)
+        ctx.kernel_size, ctx.scale_factor, ctx.primitives = kernel_size, scale_factor, primitives
+        with autocast_disabled(x.device.type):
+            return primitives.reassemble(x, kernels, kernel_size, scale_factor).lerp_(guide, gate)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: Tensor):
+        x, kernels, gate, guide = ctx.saved_tensors
+        need_x, need_kernels, need_gate, need_guide = ctx.needs_input_grad[:4]
+        grad_x = grad_kernels = grad_gate = grad_guide = None
+        with autocast_disabled(x.device.type):
+            if need_gate:
+                # d out / d gate = guide - reassembled, summed over the channels.
+                buffer = ctx.primitives.reassemble(x, kernels, ctx.kernel_size, ctx.scale_factor)
+                grad_gate = buffer.sub_(guide).mul_(grad_out).sum(dim=1, keepdim=True).neg_()
+            if need_x or need_kernels:
+                buffer = torch.mul(grad_out, 1 - gate, out=buffer if need_gate else None)
+                grad_x, grad_kernels = ctx.primitives.gradients(
+                    buffer, ctx.kernel_size, ctx.scale_factor, tuple(x.shape), kernels.shape[1],
+                    x=x if need_kernels else None, kernels=kernels if need_x else None)
+            buffer = None  # freed before the guide's gradient is allocated
+            if need_guide:
+                grad_guide = grad_out * gate
+        return grad_x, grad_kernels, grad_gate, grad_guide, None, None, None
+
+
+def gated_reassemble(x: Tensor, kernels: Tensor, kernel_size: int, scale_factor: int,
+                     gate: Tensor, guide: Tensor, impl: Optional[str] = None) -> Tensor:
+    """``gate * guide + (1 - gate) * reassemble(x, kernels, kernel_size, scale_factor)``.
+
+    FADE's output (Lu et al., ECCV 2022 / IJCV 2024): a per-pixel gate blends the guide into
+    the reassembled feature. The fast paths (:class:`GatedReassembly`) keep no reassembled map.
+
+    Args:
+        x, kernels, kernel_size, scale_factor: as :func:`reassemble_reference`.
+        gate: (B, 1, oH, oW) blend weights (FADE: in [0, 1]).
+        guide: (B, C, oH, oW), the output's shape.
+        impl: as :func:`reassemble`.
+
+    Returns:
+        (B, C, oH, oW).
+    """
+    check_reassembly_arguments(x, kernels, kernel_size, scale_factor)
+    out_shape = (x.shape[0], x.shape[1], *kernels.shape[-2:])
+    if tuple(guide.shape) != out_shape or tuple(gate.shape) != (out_shape[0], 1, *out_shape[2:]):
+        raise ValueError(f'guide must be (B, C, oH, oW) = {out_shape} and gate (B, 1, oH, oW), '
+                         f'got guide {tuple(guide.shape)} and gate {tuple(gate.shape)}')
+    chosen = resolve_implementation(impl, x, kernels)
+    if chosen == 'reference':
+        return gate * guide + (1 - gate) * reassemble_reference(x, kernels, kernel_size,
+                                                                scale_factor)
+    x, kernels = autocast_inputs(x, kernels)
+    primitives = fast_primitives(chosen)
+    if not x.dtype == gate.dtype == guide.dtype:
+        # Mixed dtypes (autocast): the composition, with its type promotion.
+        upsampled = Reassembly.apply(x, kernels, kernel_size, scale_factor, primitives)
+        return gate * guide + (1 - gate) * upsampled
+    return GatedReassembly.apply(x, kernels, gate, guide, kernel_size, scale_factor, primitives)
+

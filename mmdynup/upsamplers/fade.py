@@ -37,7 +37,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from ..ops.reassembly import parent_index, reassemble
+from ..ops.reassembly import gated_reassemble, parent_index, reassemble
 from ..registry import register_upsampler
 from ..checks import check_odd_kernel, check_positive_int, check_scale_factor
 from .base import Upsampler
@@ -180,11 +180,10 @@ class FADE(Upsampler):
     def upsample(self, x: Tensor, guide: Optional[Tensor], size: Tuple[int, int]) -> Tensor:
         kernels = normalise_kernels(self.ker_generator(guide, x, self.scale_factor), groups=1,
                                     dtype=x.dtype)
-        upsampled = reassemble(x, kernels, self.up_kernel_size, self.scale_factor)
         if not self.gating:
-            return upsampled
+            return reassemble(x, kernels, self.up_kernel_size, self.scale_factor)
         gate = self.gate_generator(x, self.scale_factor, size)
-        return gate * guide + (1 - gate) * upsampled
+        return gated_reassemble(x, kernels, self.up_kernel_size, self.scale_factor, gate, guide)
 
 
 @register_upsampler

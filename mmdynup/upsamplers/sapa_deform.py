@@ -13,16 +13,18 @@ per channel group, placed by learned offsets around the centre of its low-resolu
 * logits are the plain dot products of the query chunk with the keys bilinearly sampled at the
   displaced points (zero for every interpolation corner outside the image), softmax over the
   points, and the output of the group is the softmax-weighted sum of the raw ``x`` sampled at the
-  same points.
+  same points: :func:`~mmdynup.ops.deformable_attention.local_deformable_attention` with one
+  head per group and scale 1 (its fused, memory-lean path on CPU and GPU; the reference under
+  ``use_implementation('reference')`` and while exporting).
 """
 from __future__ import annotations
 
 from typing import ClassVar, Optional, Tuple
 
-import torch
 from torch import Tensor, nn
 
-from ..ops.point_sampling import point_sample, subpixel_positions
+from ..ops.deformable_attention import local_deformable_attention
+from ..ops.point_sampling import subpixel_positions
 from ..registry import register_upsampler
 from ..checks import check_bool, check_divisible, check_positive_int
 from .base import Upsampler
@@ -51,6 +53,7 @@ class SAPADeform(Upsampler):
     Parameters: ``norm_y``, ``norm_x`` (GroupNorm, when ``norm``), ``q``, ``k``, ``offset``.
 
     Example:
+        >>> import torch
         >>> up = SAPADeform(16, scale_factor=2, guide_channels=8)
         >>> up(torch.randn(2, 16, 4, 5), torch.randn(2, 8, 8, 10)).shape
         torch.Size([2, 16, 8, 10])
@@ -101,11 +104,11 @@ class SAPADeform(Upsampler):
                 f'norm={self.norm}')
 
     def upsample(self, x: Tensor, guide: Tensor, size: Tuple[int, int]) -> Tensor:
-        batch, channels, height, width = x.shape
+        batch, _, height, width = x.shape
         s, groups, points = self.scale_factor, self.groups, self.num_point
         x_normed = self.norm_x(x) if self.norm else x
         guide_normed = self.norm_y(guide) if self.norm else guide
-        queries = self.q(guide_normed).reshape(batch, groups, self.embedding_dim, *size)
+        queries = self.q(guide_normed)
         keys = self.k(x_normed)
         # Offset channels are ordered (group, point, component[, row a, column b]); arrange them
         # as (B, G, P, H, s or 1, W, s or 1, 2) views for subpixel_positions.
@@ -116,11 +119,5 @@ class SAPADeform(Upsampler):
             offsets = self.offset(x_normed).reshape(batch, groups, points, 2, height, 1, width, 1)
             offsets = offsets.permute(0, 1, 2, 4, 5, 6, 7, 3)
         positions = subpixel_positions(offsets, s, size)  # (B, G, P, oH, oW, 2)
-        sampled_keys = point_sample(keys, positions, groups, padding_mode='zeros')
-        logits = torch.einsum('bgeij,bgepij->bgpij', queries, sampled_keys)
-        sampled_values = point_sample(x, positions, groups, padding_mode='zeros')
-        # Softmax in float32 even for 16-bit logits (autocast); weights in the values' dtype.
-        attention = logits.softmax(dim=2, dtype=torch.promote_types(logits.dtype, torch.float32))
-        attention = attention.to(sampled_values.dtype)
-        out = torch.einsum('bgpij,bgcpij->bgcij', attention, sampled_values)
-        return out.reshape(batch, channels, *size)
+        # One attention head per group, plain dot products (scale 1), zero padding.
+        return local_deformable_attention(queries, keys, x, positions, groups, 1.0)

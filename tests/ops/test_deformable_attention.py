@@ -1,5 +1,6 @@
-"""Local deformable attention: the reference against a per-pixel brute force, the point-by-point
-fast path against the reference (output and every gradient), and the op's argument checks.
+"""Local deformable attention: the reference against a per-pixel brute force, both fast paths
+(point by point; fused, one head per group) against the reference (output and every gradient),
+and the op's argument checks.
 
 Tolerances: float64 1e-10 (only summation orders differ); float32 / bfloat16 by the ratio rule
 err(fast) <= 2 * err(reference in the same precision) against the float64 reference.
@@ -8,7 +9,9 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from mmdynup.ops.deformable_attention import (LocalDeformableAttention,
+import mmdynup.ops.deformable_attention as deformable_attention
+from mmdynup.ops.deformable_attention import (FusedDeformableAttention,
+                                              LocalDeformableAttention,
                                               local_deformable_attention,
                                               local_deformable_attention_reference)
 from mmdynup.ops.dispatch import use_implementation
@@ -20,6 +23,13 @@ CASES = [
     (1, 8, 8, 2, 4, 4, (4, 3), (6, 6), True),   # heads and groups split the channels differently
     (2, 6, 4, 2, 1, 5, (2, 5), (4, 9), False),
     (1, 2, 2, 1, 1, 3, (1, 1), (1, 2), True),   # a single input pixel: most corners are outside
+]
+# One head per group: the fused path (SAPA-deform's case).
+FUSED_CASES = [
+    (2, 4, 6, 2, 2, 9, (3, 4), (5, 7), True),
+    (1, 6, 3, 1, 1, 4, (4, 3), (6, 7), False),
+    CASES[3],
+    (2, 8, 8, 2, 2, 9, (6, 7), (11, 13), True),  # enough pixels for stable maximum errors
 ]
 NAMES = ('output', 'grad query', 'grad key', 'grad value', 'grad positions', 'grad key bias')
 
@@ -107,8 +117,16 @@ def test_reference_equals_brute_force_with_gradients(case):
                                 list(tensors))
 
 
-@pytest.mark.parametrize('case', CASES)
-def test_fast_equals_reference_float64(case):
+@pytest.fixture(params=['one tile', 'one row per tile'])
+def fused_tiles(request, monkeypatch):
+    """Run a test once with the fused path's default tiles and once with one output row each."""
+    if request.param == 'one row per tile':
+        monkeypatch.setattr(deformable_attention, 'BAG_TILE_ELEMENTS', 1)
+    return request.param
+
+
+@pytest.mark.parametrize('case', CASES + FUSED_CASES[:2])
+def test_fast_equals_reference_float64(case, fused_tiles):
     inputs, grad = make_inputs(case)
     expected = run('reference', inputs, grad)
     result = run('tiled', inputs, grad)
@@ -120,8 +138,19 @@ def test_fast_equals_reference_float64(case):
         torch.testing.assert_close(got, want, atol=1e-10, rtol=0, msg=name)
 
 
+def test_fused_gradcheck(monkeypatch):
+    """The fused Function's backward is the derivative of its forward (float64, tiny, two tiles
+    per group)."""
+    monkeypatch.setattr(deformable_attention, 'BAG_TILE_ELEMENTS', 1)
+    inputs, _ = make_inputs((1, 4, 2, 2, 2, 3, (3, 3), (3, 4), True))
+    tensors = [inputs[name].clone().requires_grad_() for name in
+               ('query', 'key', 'value', 'positions', 'key_bias')]
+    assert torch.autograd.gradcheck(
+        lambda *args: FusedDeformableAttention.apply(*args, inputs['scale']), tensors)
+
+
 @pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize('case', CASES[:2])
+@pytest.mark.parametrize('case', CASES[:2] + FUSED_CASES[3:])
 def test_low_precision_ratio_rule(case, dtype):
     inputs, grad = make_inputs(case, dtype)
     exact = run('reference', {name: value.double() if isinstance(value, torch.Tensor) else value
@@ -149,27 +178,31 @@ def test_partial_gradients(needed):
         torch.testing.assert_close(got, want, atol=1e-10, rtol=0)
 
 
-def test_switch_selects_the_fast_path(monkeypatch):
-    inputs, _ = make_inputs(CASES[0])
+@pytest.mark.parametrize('case,function', [(CASES[0], LocalDeformableAttention),
+                                           (FUSED_CASES[0], FusedDeformableAttention)])
+def test_switch_selects_the_fast_path(case, function, monkeypatch):
+    inputs, _ = make_inputs(case)
     calls = []
-    apply = LocalDeformableAttention.apply
-    monkeypatch.setattr(LocalDeformableAttention, 'apply',
-                        lambda *args: calls.append(1) or apply(*args))
+    apply = function.apply
+    monkeypatch.setattr(function, 'apply', lambda *args: calls.append(1) or apply(*args))
     local_deformable_attention(**inputs)  # CPU default: the fast path
     with use_implementation('reference'):
         local_deformable_attention(**inputs)
     assert calls == [1]
 
 
-def test_fast_path_never_holds_all_points():
-    """The fast forward's largest intermediate is one sampled map, not the P-point stack."""
-    inputs, _ = make_inputs((1, 4, 16, 1, 1, 9, (6, 6), (12, 12), True))
+@pytest.mark.parametrize('groups', [2, 1])  # heads != groups: point by point; else fused
+def test_fast_path_never_holds_all_points(groups, monkeypatch):
+    """The fast forward's largest intermediate is one sampled map (point by point) or the
+    output (fused, one output row per tile), not the P-point stack."""
+    monkeypatch.setattr(deformable_attention, 'BAG_TILE_ELEMENTS', 1)
+    inputs, _ = make_inputs((1, 4, 16, 1, groups, 9, (6, 6), (12, 12), True))
     sizes = []
 
     class Watch(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             out = func(*args, **(kwargs or {}))
-            if isinstance(out, torch.Tensor):
+            if isinstance(out, torch.Tensor) and not func.is_view:  # views allocate nothing
                 sizes.append(out.numel())
             return out
 

@@ -13,8 +13,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 import mmdynup.ops.reassembly as reassembly
 from mmdynup.ops.dispatch import (IMPLEMENTATIONS, active_implementation,
                                   resolve_implementation, use_implementation)
-from mmdynup.ops.reassembly import (Reassembly, TiledPrimitives, reassemble,
-                                    reassemble_reference)
+from mmdynup.ops.reassembly import (GatedReassembly, Reassembly, TiledPrimitives,
+                                    gated_reassemble, reassemble, reassemble_reference)
 
 # (batch, channels, groups, low-res (H, W), output (oH, oW), kernel_size, scale_factor)
 CASES = [
@@ -227,3 +227,56 @@ def test_export_and_compile_take_the_reference():
     assert 'aten.einsum.default' in targets
     compiled = torch.compile(ReassemblyModule(), backend='eager', fullgraph=True)
     torch.testing.assert_close(compiled(x, kernels), reassemble_reference(x, kernels, 5, 2))
+
+
+# --- gated reassembly (FADE's output) -----------------------------------------------------------
+
+GATED_NAMES = ('output', 'grad x', 'grad kernels', 'grad gate', 'grad guide')
+
+
+def run_gated(impl, x, kernels, grad, kernel_size, scale_factor, seed=1):
+    """Output and the four input gradients of :func:`gated_reassemble` on clones of the inputs,
+    with a gate in (0, 1) and a guide drawn from ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    gate = torch.rand(grad.shape[0], 1, *grad.shape[2:], generator=generator,
+                      dtype=torch.float64).to(x.dtype)
+    guide = torch.randn(grad.shape, generator=generator, dtype=torch.float64).to(x.dtype)
+    leaves = [tensor.clone().requires_grad_() for tensor in (x, kernels, gate, guide)]
+    out = gated_reassemble(leaves[0], leaves[1], kernel_size, scale_factor, *leaves[2:],
+                           impl=impl)
+    out.backward(grad)
+    return (out.detach(), *(leaf.grad for leaf in leaves))
+
+
+@pytest.mark.parametrize('case', CASES[:3])
+def test_gated_float64_matches_reference(case, tile_budget):
+    x, kernels, grad = make_inputs(case)
+    expected = run_gated('reference', x, kernels, grad, *case[-2:])
+    for name, got, want in zip(GATED_NAMES, run_gated('tiled', x, kernels, grad, *case[-2:]),
+                               expected):
+        torch.testing.assert_close(got, want, atol=1e-10, rtol=0, msg=name)
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+def test_gated_low_precision_ratio_rule(dtype):
+    x, kernels, grad = make_inputs(CASES[0])
+    exact = run_gated('reference', x, kernels, grad, *CASES[0][-2:])
+    rounded = [tensor.to(dtype) for tensor in (x, kernels, grad)]
+    assert_ratio_rule(run_gated('tiled', *rounded, *CASES[0][-2:]),
+                      run_gated('reference', *rounded, *CASES[0][-2:]), exact, GATED_NAMES,
+                      dtype)
+
+
+def test_gated_gradcheck():
+    x, kernels, _ = make_inputs(CASES[1])
+    gate = torch.rand(1, 1, *kernels.shape[-2:], dtype=torch.float64)
+    guide = torch.randn(1, x.shape[1], *kernels.shape[-2:], dtype=torch.float64)
+    leaves = [tensor.requires_grad_() for tensor in (x, kernels, gate, guide)]
+    assert torch.autograd.gradcheck(
+        lambda *args: GatedReassembly.apply(*args, 3, 2, TiledPrimitives), leaves)
+
+
+def test_gated_rejects_a_guide_of_another_shape():
+    x, kernels, grad = make_inputs(CASES[0])
+    with pytest.raises(ValueError, match='guide must be'):
+        gated_reassemble(x, kernels, 5, 2, grad[:, :1], grad[:, :-1])
