@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..ops.local_similarity import local_attention
+from ..ops.normalized_projection import group_norm_projection, layer_norm_projection
 from ..ops.reassembly import parent_index
 from ..registry import register_upsampler
 from ..checks import check_bool, check_odd_kernel, check_positive_int
@@ -115,16 +116,22 @@ class _LayerNormSAPA(Upsampler):
                 f'norm={self.norm}')
 
     def upsample(self, x: Tensor, guide: Tensor, size: Tuple[int, int]) -> Tensor:
-        guide_normed = channels_last(self.norm_y, guide)
         x_normed = channels_last(self.norm_x, x)
-        query = self.query(guide_normed, x, x_normed, size)
+        query = self.query(guide, x, x_normed, size)
         key = self.key(x_normed)
         value = self.value(x, x_normed)
         return local_attention(query, key, value, self.up_kernel_size, self.scale_factor)
 
-    def query(self, guide_normed: Tensor, x: Tensor, x_normed: Tensor,
-              size: Tuple[int, int]) -> Tensor:
+    def query(self, guide: Tensor, x: Tensor, x_normed: Tensor, size: Tuple[int, int]) -> Tensor:
         raise NotImplementedError
+
+    def guide_projection(self, guide: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
+        """``Linear(LN guide)`` (B, E, oH, oW), without a normalised copy of the full-resolution
+        guide (:func:`~mmdynup.ops.normalized_projection.layer_norm_projection`)."""
+        if self.norm:
+            return layer_norm_projection(guide, self.norm_y.weight, self.norm_y.bias,
+                                         self.norm_y.eps, weight, bias)
+        return channels_last(lambda feature: F.linear(feature, weight, bias), guide)
 
     def key(self, x_normed: Tensor) -> Tensor:
         raise NotImplementedError
@@ -166,8 +173,8 @@ class SAPAI(_LayerNormSAPA):
                              f'{self.guide_channels}; use SAPAB to project them instead')
         self.reset_parameters()
 
-    def query(self, guide_normed, x, x_normed, size):
-        return guide_normed
+    def query(self, guide, x, x_normed, size):
+        return channels_last(self.norm_y, guide)
 
     def key(self, x_normed):
         return x_normed
@@ -258,12 +265,12 @@ class SAPAB(_ProjectedSAPA):
     def extra_repr(self) -> str:
         return f'{super().extra_repr()}, q_mode={self.q_mode!r}'
 
-    def query(self, guide_normed, x, x_normed, size):
+    def query(self, guide, x, x_normed, size):
         if self.q_mode == 'encoder_only':
-            return channels_last(self.q, guide_normed)
+            return self.guide_projection(guide, self.q.weight, self.q.bias)
         # 'cat': q([y, up(x)]) = q_y(y) + up(q_x(x)); projecting x before upsampling is exact.
         weight_y, weight_x = self.q.weight.split([self.guide_channels, self.in_channels], dim=1)
-        from_guide = channels_last(lambda t: F.linear(t, weight_y, self.q.bias), guide_normed)
+        from_guide = self.guide_projection(guide, weight_y, self.q.bias)
         from_x = channels_last(lambda t: F.linear(t, weight_x), x)
         return from_guide + nearest_up(from_x, size, self.scale_factor)
 
@@ -295,12 +302,13 @@ class SAPAG(_ProjectedSAPA):
         self.gate = nn.Linear(self.in_channels, 1, bias=qkv_bias)
         self.reset_parameters()
 
-    def query(self, guide_normed, x, x_normed, size):
+    def query(self, guide, x, x_normed, size):
         gate = nearest_up(torch.sigmoid(channels_last(self.gate, x_normed)), size,
                           self.scale_factor)
         # qx(up(x)) = up(qx(x)) exactly (pointwise layer): project at low resolution.
         from_x = nearest_up(channels_last(self.qx, x), size, self.scale_factor)
-        return gate * channels_last(self.qy, guide_normed) + (1 - gate) * from_x
+        return gate * self.guide_projection(guide, self.qy.weight, self.qy.bias) \
+            + (1 - gate) * from_x
 
 
 @register_upsampler
@@ -365,6 +373,15 @@ class SAPABase(Upsampler):
 
     def upsample(self, x: Tensor, guide: Tensor, size: Tuple[int, int]) -> Tensor:
         x_normed = self.norm_x(x) if self.norm else x
-        guide_normed = self.norm_y(guide) if self.norm else guide
-        return local_attention(self.q(guide_normed), self.k(x_normed), x,
+        return local_attention(guide_query(guide, self.norm_y, self.q), self.k(x_normed), x,
                                self.up_kernel_size, self.scale_factor)
+
+
+def guide_query(guide: Tensor, norm: Optional[nn.GroupNorm], projection: nn.Conv2d) -> Tensor:
+    """``projection(norm(guide))`` of the journal code (1x1 conv after GroupNorm, or no norm),
+    without a normalised copy of the full-resolution guide
+    (:func:`~mmdynup.ops.normalized_projection.group_norm_projection`)."""
+    if norm is None:
+        return projection(guide)
+    return group_norm_projection(guide, norm.num_groups, norm.weight, norm.bias, norm.eps,
+                                 projection.weight, projection.bias)

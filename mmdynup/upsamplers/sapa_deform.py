@@ -28,7 +28,7 @@ from ..ops.point_sampling import subpixel_positions
 from ..registry import register_upsampler
 from ..checks import check_bool, check_divisible, check_positive_int
 from .base import Upsampler
-from .sapa import group_norm_32
+from .sapa import group_norm_32, guide_query
 
 
 @register_upsampler
@@ -107,8 +107,7 @@ class SAPADeform(Upsampler):
         batch, _, height, width = x.shape
         s, groups, points = self.scale_factor, self.groups, self.num_point
         x_normed = self.norm_x(x) if self.norm else x
-        guide_normed = self.norm_y(guide) if self.norm else guide
-        queries = self.q(guide_normed)
+        queries = guide_query(guide, self.norm_y, self.q)
         keys = self.k(x_normed)
         # Offset channels are ordered (group, point, component[, row a, column b]); arrange them
         # as (B, G, P, H, s or 1, W, s or 1, 2) views for subpixel_positions.
