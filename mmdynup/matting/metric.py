@@ -28,7 +28,9 @@ class CompositionErrors(BaseMetric):
         collect_device, prefix: ``BaseMetric``'s.
     """
 
-    default_prefix: Optional[str] = None
+    #: No prefix: the keys stay SAD / MSE / Grad / Conn, the names of the published tables ('' and
+    #: not None, for which mmengine warns).
+    default_prefix: Optional[str] = ''
 
     def __init__(self, quantize: bool = True, collect_device: str = 'cpu',
                  prefix: Optional[str] = None) -> None:
