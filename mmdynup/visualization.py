@@ -17,6 +17,7 @@ network saw, so a low-resolution pixel spans ``image_size / feature_size`` image
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import sys
 from dataclasses import dataclass
@@ -109,9 +110,13 @@ def record_upsampling(model: nn.Module) -> Iterator[List[UpsamplerCall]]:
                     active[-1].kernels = _detach(args[1])
                     active[-1].kernel_size = int(args[2])
                 elif active[-1].positions is None:  # SAPA-deform samples keys, then values
-                    positions = args[1]
-                    if op_name == 'subpixel_point_sample':  # (x, offsets, s, size, ...)
-                        positions = point_sampling.subpixel_positions(*args[1:4])
+                    if op_name == 'subpixel_point_sample':
+                        arguments = inspect.signature(function).bind(*args, **kwargs).arguments
+                        positions = point_sampling.subpixel_sampling_positions(
+                            arguments['offsets'], arguments['scale_factor'], arguments['size'],
+                            arguments.get('initial'), arguments.get('offset_scale', 1.0))
+                    else:
+                        positions = args[1]
                     active[-1].positions = _detach(positions)
             return function(*args, **kwargs)
         return wrapper

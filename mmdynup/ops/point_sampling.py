@@ -204,11 +204,9 @@ def subpixel_point_sample(x: Tensor, offsets: Tensor, scale_factor: int, size: S
         raise ValueError('initial must not require grad (it is a constant such as a buffer); '
                          'add a learned shift to offsets instead')
     if point_sample_implementation(impl, x, offsets) == 'reference':
-        shifted = offsets * offset_scale if offset_scale != 1 else offsets
-        if initial is not None:
-            shifted = shifted + initial
-        return point_sample_reference(x, subpixel_positions(shifted, scale_factor, size), groups,
-                                      padding_mode)
+        positions = subpixel_sampling_positions(offsets, scale_factor, size, initial,
+                                                offset_scale)
+        return point_sample_reference(x, positions, groups, padding_mode)
     dtype = torch.promote_types(torch.promote_types(offsets.dtype, torch.float32), x.dtype)
     height, width = x.shape[-2:]
     scale = 2 / torch.tensor([width, height], dtype=dtype, device=x.device)
@@ -218,6 +216,17 @@ def subpixel_point_sample(x: Tensor, offsets: Tensor, scale_factor: int, size: S
     shift = torch.addcmul(torch.full((), -1, dtype=dtype, device=x.device), centres, scale)
     return PointSample.apply(x, offsets, shift, scale * offset_scale, groups, padding_mode,
                              (scale_factor, tuple(size)))
+
+
+def subpixel_sampling_positions(offsets: Tensor, scale_factor: int, size: Sequence[int],
+                                initial: Optional[Tensor] = None,
+                                offset_scale: float = 1.0) -> Tensor:
+    """The positions (B, G, *lead, oH, oW, 2) that :func:`subpixel_point_sample` reads, in plain
+    ops (its reference; also what visualisations show)."""
+    shifted = offsets * offset_scale if offset_scale != 1 else offsets
+    if initial is not None:
+        shifted = shifted + initial
+    return subpixel_positions(shifted, scale_factor, size)
 
 
 def point_sample_implementation(impl: Optional[str], x: Tensor, positions: Tensor) -> str:
@@ -327,6 +336,16 @@ def deterministic_sampling_backward(grad_out: Tensor, features: Tensor, grid: Te
     return grad_features, grad_grid
 
 
+def sole_owner(tensor: Tensor) -> Tensor:
+    """``tensor`` no longer tracked as a view of its base (same storage; the caller drops its
+    other references).
+
+    The autograd engine adds a later gradient into the first one in place only when the first
+    is the sole owner of its storage; a view shares it with its base, which would make the sum
+    of x's two gradients (DySample: sampling + offset convolution) a third x-sized buffer."""
+    return tensor.detach() if tensor._base is not None else tensor
+
+
 def subpixel_block(grid: Tensor, block_shape: Sequence[int]) -> Tensor:
     """A (…, oH, oW, 2) grid (gradient) as the (…, H, s, W, s, 2) block of ``block_shape``,
     zero outside the top-left window it covers."""
@@ -413,7 +432,8 @@ class PointSample(torch.autograd.Function):
                     [need_x, True])
             grad_x = grad_offsets = None
             if need_x:
-                grad_x = grad_features.view(x_shape).to(x_dtype)
+                grad_x = sole_owner(grad_features.view(x_shape).to(x_dtype))
+                del grad_features
             if need_offsets:
                 grad_grid = grad_grid.view(*full_shape[:2], *points, 2)
                 if subpixel is not None:

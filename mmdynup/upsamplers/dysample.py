@@ -20,7 +20,6 @@ from __future__ import annotations
 from typing import ClassVar, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..ops.point_sampling import subpixel_point_sample
@@ -113,20 +112,21 @@ class DySample(Upsampler):
     def upsample(self, x: Tensor, guide: Optional[Tensor], size: Tuple[int, int]) -> Tensor:
         batch, channels, height, width = x.shape
         s, groups = self.scale_factor, self.groups
-        features = F.pixel_shuffle(x, s) if self.style == 'pl' else x
+        features = x
+        if self.style == 'pl':
+            # A 1x1 conv of pixel_shuffle(x) reads, for sub-pixel (a, b), channels c s^2 + a s + b
+            # of x: as (C / s^2, s^2 H, W) rows x needs no shuffle, and the conv's output comes
+            # in lp's (component, group, a, b, H, W) order.
+            features = x.reshape(batch, channels // (s * s), s * s * height, width)
         if self.scope is not None:
             offsets, scope = pointwise(features, self.offset, self.scope)
             offsets, offset_scale = offsets * scope.sigmoid(), DYNAMIC_SCOPE
         else:
             offsets, offset_scale = pointwise(features, self.offset)[0], STATIC_SCOPE
-        # Both styles as (B, G, H, s_row, W, s_col, 2) views: the pixel shuffle, the move of
-        # (x, y) last and the parent centres happen in the sampling's one pass over the grid.
-        if self.style == 'lp':
-            offsets = offsets.reshape(batch, 2, groups, s, s, height, width)
-            offsets = offsets.permute(0, 2, 5, 3, 6, 4, 1)
-        else:
-            offsets = offsets.reshape(batch, 2, groups, height, s, width, s)
-            offsets = offsets.permute(0, 2, 3, 4, 5, 6, 1)
+        # As a (B, G, H, s_row, W, s_col, 2) view: the pixel shuffle, the move of (x, y) last
+        # and the parent centres happen in the sampling's one pass over the grid.
+        offsets = offsets.reshape(batch, 2, groups, s, s, height, width)
+        offsets = offsets.permute(0, 2, 5, 3, 6, 4, 1)
         initial = self.init_pos.view(2, groups, s, s).permute(1, 2, 3, 0)[:, None, :, None]
         sampled = subpixel_point_sample(x, offsets, s, size, groups, padding_mode='border',
                                         initial=initial, offset_scale=offset_scale)
