@@ -111,16 +111,23 @@ def restore_known_regions(alpha: np.ndarray, trimap: np.ndarray) -> np.ndarray:
     return alpha
 
 
-def gaussian_derivative_filters(sigma: float = GRADIENT_SIGMA,
-                                epsilon: float = 1e-2) -> Tuple[np.ndarray, np.ndarray]:
-    """``gaussgradient.m``'s kernels ``(hx, hy)``: ``hx[i, j] = G(i - h) G'(j - h)`` over a
-    (2h + 1) x (2h + 1) grid, divided by its L2 norm; ``hy = hx^T``."""
+def gaussian_factors(sigma: float = GRADIENT_SIGMA,
+                     epsilon: float = 1e-2) -> Tuple[np.ndarray, np.ndarray, float]:
+    """The 1-D factors of ``gaussgradient.m``'s kernel over offsets ``-h .. h``: the Gaussian
+    ``G``, its derivative ``G'`` and the L2 norm of their outer product (the kernel's divisor)."""
     half = math.ceil(sigma * math.sqrt(-2 * math.log(math.sqrt(2 * math.pi) * sigma * epsilon)))
     offsets = np.arange(-half, half + 1, dtype=np.float64)
     gauss = np.exp(-offsets ** 2 / (2 * sigma ** 2)) / (sigma * math.sqrt(2 * math.pi))
     derivative = -offsets * gauss / sigma ** 2
-    hx = gauss[:, None] * derivative[None, :]
-    hx /= math.sqrt(float(np.sum(hx * hx)))
+    return gauss, derivative, math.sqrt(float(np.sum(gauss ** 2) * np.sum(derivative ** 2)))
+
+
+def gaussian_derivative_filters(sigma: float = GRADIENT_SIGMA,
+                                epsilon: float = 1e-2) -> Tuple[np.ndarray, np.ndarray]:
+    """``gaussgradient.m``'s kernels ``(hx, hy)``: ``hx[i, j] = G(i - h) G'(j - h)`` over a
+    (2h + 1) x (2h + 1) grid, divided by its L2 norm; ``hy = hx^T``."""
+    gauss, derivative, norm = gaussian_factors(sigma, epsilon)
+    hx = gauss[:, None] * derivative[None, :] / norm
     return hx, hx.T.copy()
 
 
@@ -135,11 +142,20 @@ def normalise_min_max(matte: np.ndarray) -> np.ndarray:
 
 
 def gradient_magnitude(matte: np.ndarray, sigma: float = GRADIENT_SIGMA) -> np.ndarray:
-    """``sqrt(gx^2 + gy^2)`` of ``gaussgradient(mat2gray(matte), sigma)``: (H, W) float64."""
-    hx, hy = gaussian_derivative_filters(sigma)
+    """``sqrt(gx^2 + gy^2)`` of ``gaussgradient(mat2gray(matte), sigma)``: (H, W) float64.
+
+    The 2-D convolutions with ``hx`` / ``hy`` and replicated borders run as two 1-D passes each
+    (the kernels are outer products and replication clamps each axis on its own): the same sums
+    with 2 x 9 instead of 81 multiply-adds a pixel."""
+    gauss, derivative, norm = gaussian_factors(sigma)
     normalised = normalise_min_max(matte)
-    gx = ndimage.convolve(normalised, hx, mode='nearest')  # 'nearest' is MATLAB's 'replicate'
-    gy = ndimage.convolve(normalised, hy, mode='nearest')
+
+    def separable(along_rows: np.ndarray, along_columns: np.ndarray) -> np.ndarray:
+        # mode='nearest' is MATLAB's 'replicate'
+        rows = ndimage.convolve1d(normalised, along_rows, axis=0, mode='nearest')
+        return ndimage.convolve1d(rows, along_columns, axis=1, mode='nearest') / norm
+
+    gx, gy = separable(gauss, derivative), separable(derivative, gauss)
     return np.sqrt(gx ** 2 + gy ** 2)
 
 

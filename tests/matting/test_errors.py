@@ -151,3 +151,15 @@ def test_the_metric_averages_the_errors_of_8_bit_predictions():
     averaged = metric.compute_metrics(metric.results)
     for name in ('SAD', 'MSE', 'Grad', 'Conn'):
         assert averaged[name] == pytest.approx((expected[0][name] + expected[1][name]) / 2)
+
+
+def test_separable_gradient_is_the_2d_convolution_with_replicated_borders():
+    from scipy import ndimage
+
+    from mmdynup.matting.errors import gradient_magnitude, normalise_min_max
+    matte = np.random.default_rng(1).uniform(0, 1, (13, 17))
+    hx, hy = gaussian_derivative_filters(1.4)
+    normalised = normalise_min_max(matte)
+    expected = np.hypot(ndimage.convolve(normalised, hx, mode='nearest'),
+                        ndimage.convolve(normalised, hy, mode='nearest'))
+    np.testing.assert_allclose(gradient_magnitude(matte), expected, rtol=0, atol=1e-12)
