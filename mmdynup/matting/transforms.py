@@ -55,9 +55,9 @@ def check_trimap_values(trimap: np.ndarray, path: str) -> None:
 class LoadMattingImages(BaseTransform):
     """Read every ``<key>_path`` of the sample: ``fg``, ``bg``, ``merged`` as BGR uint8
     (H, W, 3), ``alpha`` as float32 (H, W) in [0, 1] (a colour file read as grey: its channels
-    are equal in Composition-1K), ``trimap``
-    as uint8 (H, W) with values 0 / 128 / 255. Sizes of ``fg`` / ``merged``, ``alpha`` and
-    ``trimap`` must agree; the background may be any size."""
+    are equal in Composition-1K), ``trimap`` as uint8 (H, W) with values 0 / 128 / 255. Sizes
+    of ``fg`` / ``merged``, ``alpha`` and ``trimap`` must agree; the background may be any
+    size."""
 
     def transform(self, results: Dict) -> Dict:
         for key in COLOUR_KEYS:
