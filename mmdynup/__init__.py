@@ -20,6 +20,7 @@ if importlib.util.find_spec('mmseg') is not None:
     from . import seg  # noqa: F401
     from . import depth  # noqa: F401  (depth heads and loss for mmseg's DepthEstimator)
     from . import backbones  # noqa: F401  (MIRLViT subclasses mmseg's MAE)
+    from . import classification  # noqa: F401  (MIRL ImageNet fine-tuning; needs MIRLViT)
 if importlib.util.find_spec('mmdet') is not None:
     from . import det  # noqa: F401
 

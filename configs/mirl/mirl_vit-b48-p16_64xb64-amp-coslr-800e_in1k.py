@@ -6,10 +6,12 @@
 #          lr = 1.5e-4 x 4096 / 256 = 2.4e-3 (effective batch 4096 = 64 GPUs x 64);
 #   schedule: 40 warm-up epochs, then half-cosine to 0, per iteration; 800 epochs (the authors
 #          pass --epochs 801); the 300-epoch variant sets max_epochs=300 (cosine over 260);
-#   AMP on, no gradient clipping; RandomResizedCrop 224 (scale 0.2-1, bicubic) + flip.
-# The data pipeline uses mmpretrain's ImageNet dataset and transforms (not a dependency of this
-# project: install mmpretrain to run it); the model needs only torch and mmengine.
-custom_imports = dict(imports=['mmdynup.mirl'], allow_failed_imports=False)
+#   AMP on, no gradient clipping; RandomResizedCrop 224 (scale 0.2-1, bicubic) + flip, ImageNet
+#          mean / std (main_pretrain.py).
+# Data: data/imagenet/train/<wnid>/*.JPEG read by mmdynup's ImageNetLayout and numpy / cv2 / torch
+# transforms (mmpretrain's pipeline needs torchvision, which does not install beside our torch).
+default_scope = 'mmseg'  # what tools/train.py expects; every type below resolves from it
+custom_imports = dict(imports=['mmdynup.mirl', 'mmdynup.datasets'], allow_failed_imports=False)
 
 model = dict(
     type='mmdynup.MIRLPretrainer',
@@ -18,21 +20,20 @@ model = dict(
     decoder_embed_dims=512, decoder_depth=2, decoder_num_heads=16,
     mask_ratio=0.75, use_memory=True, weight_norm_pred=True,
     data_preprocessor=dict(type='ImgDataPreprocessor', mean=[123.675, 116.28, 103.53],
-                           std=[58.395, 57.12, 57.375], bgr_to_rgb=True))
+                           std=[58.395, 57.12, 57.375]))  # RGB, as LoadRGBImage reads
 
 train_pipeline = [
-    dict(type='mmpretrain.LoadImageFromFile'),
-    dict(type='mmpretrain.RandomResizedCrop', scale=224, crop_ratio_range=(0.2, 1.0),
-         backend='pillow', interpolation='bicubic'),
-    dict(type='mmpretrain.RandomFlip', prob=0.5),
-    dict(type='mmpretrain.PackInputs'),
+    dict(type='mmdynup.LoadRGBImage'),
+    dict(type='mmdynup.RandomResizedCrop', size=224, scale=(0.2, 1.0)),  # main_pretrain.py
+    dict(type='mmdynup.RandomHorizontalFlip', prob=0.5),
+    dict(type='mmdynup.PackClassificationInputs'),
 ]
 train_dataloader = dict(
-    batch_size=64, num_workers=10, persistent_workers=True, pin_memory=True,
+    batch_size=64, num_workers=10, persistent_workers=True, pin_memory=True,  # PRETRAIN.md
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
-    dataset=dict(type='mmpretrain.ImageNet', data_root='data/imagenet', split='train',
-                 pipeline=train_pipeline))
+    dataset=dict(type='mmdynup.ImageNetLayout', data_root='data/imagenet',
+                 data_prefix=dict(img_path='train'), pipeline=train_pipeline))
 
 max_epochs = 800
 warmup_epochs = 40

@@ -92,11 +92,15 @@ class MIRLAttention(MAEAttention):
 
 
 class MIRLEncoderLayer(MAETransformerEncoderLayer):
-    """mmseg's MAE layer (pre-LN, layer scale) with :class:`MIRLAttention`."""
+    """mmseg's MAE layer (pre-LN, layer scale) with :class:`MIRLAttention`; with
+    ``layer_scale=False`` the gammas are the constant 1.0 (no parameters), the MIRL block."""
 
-    def __init__(self, *args, rel_pos_bias: bool = False, **kwargs):
+    def __init__(self, *args, rel_pos_bias: bool = False, layer_scale: bool = True, **kwargs):
         self._rel_pos_bias = rel_pos_bias
         super().__init__(*args, **kwargs)
+        if not layer_scale:  # mmseg's forward multiplies by gamma_1 / gamma_2
+            del self.gamma_1, self.gamma_2
+            self.gamma_1, self.gamma_2 = 1.0, 1.0
 
     def build_attn(self, attn_cfg):
         self.attn = MIRLAttention(**attn_cfg, rel_pos_bias=self._rel_pos_bias)
@@ -117,6 +121,8 @@ class MIRLViT(MAE):
         init_values: initial layer-scale value (1.0: the checkpoint's network unchanged).
         rel_pos_bias: keep mmseg's zero-initialised relative position bias tables (inputs must
             then have size ``img_size``).
+        layer_scale: learnable layer-scale gammas (mmseg's MAE recipe, default); False gives the
+            MIRL / MAE fine-tuning block without them (the image classifier).
         norm_cfg: LayerNorm config; eps 1e-6 as MIRL.
         embed_dims, num_layers, num_heads, mlp_ratio: override the preset (tiny test twins).
         Other arguments as mmseg's ``MAE``.
@@ -141,6 +147,7 @@ class MIRLViT(MAE):
                  norm_eval: bool = False,
                  init_values: float = 1.0,
                  rel_pos_bias: bool = False,
+                 layer_scale: bool = True,
                  embed_dims: Optional[int] = None,
                  num_layers: Optional[int] = None,
                  num_heads: Optional[int] = None,
@@ -157,6 +164,7 @@ class MIRLViT(MAE):
                 out_indices = segment_end_out_indices(preset['num_layers'])
         self.arch = arch if isinstance(arch, str) else 'custom'
         self.rel_pos_bias = bool(rel_pos_bias)
+        self.layer_scale = bool(layer_scale)
         super().__init__(
             img_size=img_size, patch_size=patch_size, in_channels=in_channels,
             embed_dims=preset['embed_dims'], num_layers=preset['num_layers'],
@@ -176,7 +184,7 @@ class MIRLViT(MAE):
                 attn_drop_rate=self.attn_drop_rate, drop_path_rate=step * i,
                 num_fcs=self.num_fcs, bias=True, act_cfg=self.act_cfg, norm_cfg=self.norm_cfg,
                 window_size=self.patch_shape, attn_cfg=dict(), init_values=self.init_values,
-                rel_pos_bias=self.rel_pos_bias)
+                rel_pos_bias=self.rel_pos_bias, layer_scale=self.layer_scale)
             for i in range(self.num_layers))
 
     @staticmethod

@@ -321,3 +321,59 @@ def convert_mirl_checkpoint(state_dict: Mapping[str, Tensor], num_layers: Option
         sources, dropped, notes,
         remarks=[f'layout: {layout}; load into MIRLViT (or mmseg MAE) with init_cfg='
                  f'Pretrained: missing keys are the layer-scale gamma_1/gamma_2 only'])
+
+
+# --------------------------------------------------------------------------- classifier
+#: Tensors of a fine-tuned checkpoint (source (c)) that the classifier keeps under its own name.
+CLASSIFIER_HEAD = ('fc_norm.', 'head.')
+
+
+def mirl_to_classifier(checkpoint: Mapping, num_layers: Optional[int] = None,
+                       embed_dims: Optional[int] = None, layout: Optional[str] = None):
+    """Any MIRL checkpoint -> the state dict of :class:`~mmdynup.classification.MIRLClassifier`,
+    with its accounting: returns ``(state_dict, sources, dropped, layout)``.
+
+    The encoder becomes ``backbone.<mmseg MAE keys>`` (:func:`mirl_to_mmseg`; the final
+    ``norm``, which global pooling replaces by ``fc_norm``, is dropped with the pretraining-only
+    tensors). A fine-tuned checkpoint's ``fc_norm.*`` and ``head.*`` (Paddle ``head.weight``
+    transposed) are kept; a pretraining checkpoint has none, and the classifier's stay at their
+    initialisation (load with ``strict=False``, as the authors' ``main_finetune.py`` does).
+    """
+    converted, sources, dropped, layout = convert_mirl_encoder(
+        checkpoint, num_layers, embed_dims, final_norm=False, layout=layout)
+    state = OrderedDict(('backbone.' + name, tensor) for name, tensor in converted.items())
+    sources = {'backbone.' + name: source for name, source in sources.items()}
+    tensors = unwrap_checkpoint(checkpoint)
+    for name in [name for name in dropped if name.startswith(CLASSIFIER_HEAD)]:
+        tensor = tensors[name]
+        if layout == 'paddle' and is_paddle_linear_weight(name, tensor):
+            tensor = tensor.t().contiguous()
+        state[name], sources[name] = tensor, name
+        del dropped[name]
+    return state, sources, dropped, layout
+
+
+@register_checkpoint_source(
+    'mirl-classifier',
+    expects='a MIRL / MAE-layout ViT checkpoint (official Paddle pretraining or fine-tuned '
+            '.pdparams with fc_norm.* / head.*, a PyTorch MAE-layout export or an mmdynup '
+            'MIRLPretrainer checkpoint); written as mmdynup MIRLClassifier keys (backbone.*, '
+            'fc_norm.*, head.*)',
+    options=('num_layers', 'embed_dims', 'layout'))
+def convert_mirl_classifier_checkpoint(state_dict: Mapping[str, Tensor],
+                                       num_layers: Optional[int] = None,
+                                       embed_dims: Optional[int] = None,
+                                       layout: Optional[str] = None):
+    """Checkpoint source ``'mirl-classifier'`` of ``tools/convert_checkpoint.py``: see
+    :func:`mirl_to_classifier`; returns the state dict and its :class:`ConversionReport`."""
+    converted, sources, dropped, layout = mirl_to_classifier(state_dict, num_layers, embed_dims,
+                                                             layout)
+    head = [name for name in converted if name.startswith(CLASSIFIER_HEAD)]
+    notes = ({name: 'transposed ([in, out] -> [out, in])' for name, source in sources.items()
+              if is_paddle_linear_weight(source, converted[name])} if layout == 'paddle' else {})
+    return converted, ConversionReport.from_renames(
+        sources, dropped, notes,
+        remarks=[f'layout: {layout}; '
+                 + ('fc_norm / head from the checkpoint' if head else
+                    'no fc_norm / head in the checkpoint: they keep their initialisation '
+                    '(fine-tuning); missing keys when loading are fc_norm.* and head.* only')])
