@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from mmdynup.ops import dispatch, point_sampling
+from mmdynup.ops.pointwise import pointwise
 from mmdynup.ops.point_sampling import (BILINEAR, PADDING_CODES, SAMPLING_BACKWARDS,
                                         deterministic_sampling_backward, is_permuted_contiguous,
                                         pixel_centres, point_sample, point_sample_implementation,
@@ -336,3 +337,17 @@ def test_initial_must_be_a_constant():
     with pytest.raises(ValueError, match='s or 1'):
         subpixel_point_sample(x, offsets[:, :, :, :, :, :1].expand(-1, -1, -1, 2, -1, 3, -1),
                               2, size, 3)
+
+
+def test_input_gradient_is_summed_in_place():
+    """x feeding both the sampling and an offset convolution (DySample): the engine adds the
+    second gradient into PointSample's in place (no third x-sized buffer for the sum)."""
+    x = torch.randn(2, 8, 5, 5, requires_grad=True)
+    conv = torch.nn.Conv2d(8, 2 * 2 * 4, 1)
+    offsets = pointwise(x, conv)[0].reshape(2, 2, 2, 2, 2, 5, 5).permute(0, 2, 5, 3, 6, 4, 1)
+    out = subpixel_point_sample(x, offsets, 2, (10, 10), 2, 'border', impl='tiled')
+    with torch.profiler.profile(record_shapes=True) as profile:
+        out.backward(torch.ones_like(out))
+    sums = {event.key for event in profile.key_averages(group_by_input_shape=True)
+            if event.input_shapes[:2] == [[2, 8, 5, 5], [2, 8, 5, 5]]}
+    assert sums == {'aten::add_'}
