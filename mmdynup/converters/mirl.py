@@ -320,7 +320,8 @@ def convert_mirl_checkpoint(state_dict: Mapping[str, Tensor], num_layers: Option
     return converted, ConversionReport.from_renames(
         sources, dropped, notes,
         remarks=[f'layout: {layout}; load into MIRLViT (or mmseg MAE) with init_cfg='
-                 f'Pretrained: missing keys are the layer-scale gamma_1/gamma_2 only'])
+                 f'Pretrained: missing keys are the layer-scale gamma_1/gamma_2 only (none with '
+                 f'layer_scale=False, as in MIRLClassifier)'])
 
 
 # --------------------------------------------------------------------------- classifier

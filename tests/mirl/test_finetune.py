@@ -62,15 +62,27 @@ def test_converted_official_weights_give_the_official_features(path):
                                atol=1e-10, rtol=1e-8)
 
 
-def test_fine_tuned_paddle_head_is_transposed():
+def test_fine_tuned_paddle_head_is_transposed(tmp_path):
+    """A fine-tuned ``.pdparams`` (Paddle layout, fc_norm / head, no ``norm``) through the
+    ``mirl-classifier`` source of tools/convert_checkpoint.py (its report is checked)."""
+    import pickle
+
+    from mmdynup.converters.checkpoint_io import (checkpoint_sources, convert_checkpoint,
+                                                  load_checkpoint)
     head = np.arange(12, dtype=np.float32).reshape(4, 3)  # Paddle [in=4, out=3]
-    checkpoint = dict(model={'cls_token': np.zeros((1, 1, 4), np.float32),
-                             'blocks.0.attn.qkv.weight': np.zeros((4, 12), np.float32),
-                             'head.weight': head, 'head.bias': np.zeros(3, np.float32)})
-    state, sources, dropped, layout = mirl_to_classifier(checkpoint)
-    assert layout == 'paddle' and not dropped
+    model = {'cls_token': np.zeros((1, 1, 4), np.float32),
+             'blocks.0.attn.qkv.weight': np.zeros((4, 12), np.float32),
+             'fc_norm.weight': np.ones(4, np.float32), 'head.weight': head,
+             'head.bias': np.zeros(3, np.float32)}
+    path = tmp_path / 'finetuned.pdparams'
+    path.write_bytes(pickle.dumps({name: (name, value) for name, value in model.items()}))
+    state, report = convert_checkpoint(load_checkpoint(str(path)),
+                                       checkpoint_sources()['mirl-classifier'])
     torch.testing.assert_close(state['head.weight'], torch.from_numpy(head.T.copy()))
-    assert sources['backbone.layers.0.attn.qkv.weight'] == 'blocks.0.attn.qkv.weight'
+    assert sorted(state) == ['backbone.cls_token', 'backbone.layers.0.attn.qkv.weight',
+                             'fc_norm.weight', 'head.bias', 'head.weight']
+    assert report.sources['backbone.layers.0.attn.qkv.weight'] == 'blocks.0.attn.qkv.weight'
+    assert not report.dropped
 
 
 def test_layer_decay_groups_of_the_classifier():
