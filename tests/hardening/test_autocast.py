@@ -103,13 +103,17 @@ def test_predicted_kernels_are_float32_normalised_under_autocast(name, module, m
     bfloat16. (SAPA's softmax runs in the logits' dtype: autocast promotes softmax to float32 on
     CUDA, and torch's bfloat16 softmax on the CPU accumulates in float32 and rounds once.)"""
     seen = []
-    original = module.reassemble
 
-    def spy(x, kernels, *args, **kwargs):
-        seen.append((x.dtype, kernels.detach().clone()))
-        return original(x, kernels, *args, **kwargs)
+    def spy_on(original):
+        def spy(x, kernels, *args, **kwargs):
+            seen.append((x.dtype, kernels.detach().clone()))
+            return original(x, kernels, *args, **kwargs)
+        return spy
 
-    monkeypatch.setattr(module, 'reassemble', spy)
+    # FADE with its gate reassembles through gated_reassemble.
+    for function in ('reassemble', 'gated_reassemble'):
+        if hasattr(module, function):
+            monkeypatch.setattr(module, function, spy_on(getattr(module, function)))
     upsampler = build(name)
     x, guide = make_inputs(upsampler)
     with torch.autocast('cpu', dtype=torch.bfloat16):
