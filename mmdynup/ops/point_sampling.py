@@ -45,7 +45,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..compat import is_compiling
-from .dispatch import active_implementation, autocast_disabled, resolve_implementation
+from .dispatch import (active_implementation, autocast_disabled, is_exporting,
+                       resolve_implementation)
 
 PADDING_MODES = ('zeros', 'border')
 #: ATen's ``GridSamplerPadding`` code of each padding mode (``torch.grid_sampler_2d``'s argument).
@@ -441,3 +442,36 @@ class PointSample(torch.autograd.Function):
                 grad_offsets = offsets_gradient(grad_grid, scale, offsets_shape, offsets_stride,
                                                 offsets_dtype)
         return grad_x, grad_offsets, None, None, None, None, None
+
+
+def bilinear_resize(x: Tensor, size: Sequence[int], align_corners: bool = False) -> Tensor:
+    """``F.interpolate(x, size, mode='bilinear', align_corners=align_corners)`` whose backward
+    stays deterministic: where :func:`sampling_backward` asks for it (CUDA in deterministic mode,
+    in which ``F.interpolate``'s bilinear backward raises) and a gradient is needed, the same
+    resize runs as :func:`point_sample` at the interpolation's source positions (border
+    padding clamps them as ``F.interpolate`` clamps its source indices); else ``F.interpolate``.
+
+    Args:
+        x: (B, C, H, W).
+        size: the output size ``(oH, oW)``.
+        align_corners: ``F.interpolate``'s.
+
+    Returns:
+        (B, C, oH, oW).
+    """
+    wants_grad = torch.is_grad_enabled() and x.requires_grad
+    if not wants_grad or sampling_backward(x.device) != 'deterministic' or is_exporting():
+        return F.interpolate(x, size=tuple(size), mode='bilinear', align_corners=align_corners)
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    steps = []
+    for length, out_length in zip(x.shape[-2:], size):
+        index = torch.arange(out_length, dtype=dtype, device=x.device)
+        if align_corners:  # source index i (in - 1) / (out - 1), a lone output pixel reads 0
+            ratio = (length - 1) / (out_length - 1) if out_length > 1 else 0.0
+            steps.append(index * ratio + 0.5)
+        else:  # source index (i + 0.5) in / out - 0.5, as a position + 0.5
+            steps.append((index + 0.5) * (length / out_length))
+    rows, cols = steps
+    positions = torch.stack(torch.broadcast_tensors(cols[None, :], rows[:, None]), dim=-1)
+    positions = positions.expand(x.shape[0], 1, *positions.shape)
+    return point_sample(x, positions, 1, 'border', impl='tiled').view(*x.shape[:2], *size)

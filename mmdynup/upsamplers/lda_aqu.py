@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..ops.deformable_attention import local_deformable_attention
+from ..ops.point_sampling import bilinear_resize
 from ..registry import register_upsampler
 from .base import Upsampler, check_positive_int, crop_to
 from .sapa import channels_last, check_bool
@@ -209,7 +210,7 @@ class LDAAQU(Upsampler):
     def upsample(self, x: Tensor, guide: Optional[Tensor], size: Tuple[int, int]) -> Tensor:
         full = self.full_size(*x.shape[-2:])
         normed = channels_last(self.norm, x)
-        query = F.interpolate(self.query(normed), full, mode='bilinear', align_corners=True)
+        query = bilinear_resize(self.query(normed), full, align_corners=True)
         offsets = crop_to(self.offsets(query), size)
         positions = self.sample_positions(offsets, tuple(x.shape[-2:]), full)
         key_bias = None

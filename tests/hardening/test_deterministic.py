@@ -79,9 +79,9 @@ def test_every_point_sampling_operator_is_listed():
 
 @pytest.mark.parametrize('name', list(POINT_SAMPLING))
 def test_point_sampling_switches_to_our_backward(name, deterministic_mode, monkeypatch):
-    """With the switch answering as on CUDA in deterministic mode, no grid-sampler backward runs
-    (ours does, for the operators that sample through point_sampling), two runs are
-    bit-identical and the gradients are those of ATen's kernel."""
+    """With the switch answering as on CUDA in deterministic mode, no grid-sampler or bilinear
+    interpolation backward runs (ours does, for the operators that sample through
+    point_sampling), two runs are bit-identical and the gradients are those of ATen's kernels."""
     arguments = POINT_SAMPLING[name]
     fused = output_and_gradients(name, **arguments)
     calls = []
@@ -95,8 +95,9 @@ def test_point_sampling_switches_to_our_backward(name, deterministic_mode, monke
     monkeypatch.setattr(point_sampling, 'deterministic_sampling_backward', recorded)
     with AtenCalls() as aten:
         first = output_and_gradients(name, **arguments)
-    assert 'grid_sampler_2d_backward' not in aten.names
+    # Neither backward raises on CUDA in deterministic mode (pytorch issue 68959).
+    assert not aten.names & {'grid_sampler_2d_backward', 'upsample_bilinear2d_backward'}
     assert bool(calls) == (name in THROUGH_POINT_SAMPLE)
     assert_bit_identical(first, output_and_gradients(name, **arguments))
-    for switched, reference in zip(first, fused):  # float32 sums in another order
-        assert (switched - reference).norm() <= 1e-5 * reference.norm() + 1e-6
+    for switched, reference in zip(first, fused):  # float32: other sum orders and positions
+        assert (switched - reference).norm() <= 1e-4 * reference.norm() + 1e-6

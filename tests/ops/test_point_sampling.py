@@ -8,7 +8,7 @@ import torch
 from mmdynup.ops import dispatch, point_sampling
 from mmdynup.ops.pointwise import pointwise
 from mmdynup.ops.point_sampling import (BILINEAR, PADDING_CODES, SAMPLING_BACKWARDS,
-                                        deterministic_sampling_backward, is_permuted_contiguous,
+                                        bilinear_resize, deterministic_sampling_backward, is_permuted_contiguous,
                                         pixel_centres, point_sample, point_sample_implementation,
                                         point_sample_reference, sampling_backward,
                                         subpixel_point_sample, subpixel_positions)
@@ -351,3 +351,27 @@ def test_input_gradient_is_summed_in_place():
     sums = {event.key for event in profile.key_averages(group_by_input_shape=True)
             if event.input_shapes[:2] == [[2, 8, 5, 5], [2, 8, 5, 5]]}
     assert sums == {'aten::add_'}
+
+
+@pytest.mark.parametrize('align_corners', [False, True])
+@pytest.mark.parametrize('size', [(9, 14), (3, 4), (1, 7)])
+def test_bilinear_resize_by_point_sampling_equals_interpolate(align_corners, size, monkeypatch):
+    """The deterministic-mode form of the resize (forced here) is F.interpolate's, outputs and
+    gradients, and runs no upsample_bilinear2d backward."""
+    x = torch.randn(2, 3, 4, 6, dtype=torch.float64)
+
+    def resize(x):
+        return bilinear_resize(x, size, align_corners)
+
+    reference = x.clone().requires_grad_()
+    expected = resize(reference)
+    grad_output = torch.randn_like(expected)
+    expected.backward(grad_output)
+    monkeypatch.setattr(point_sampling, 'sampling_backward', lambda device: 'deterministic')
+    x = x.clone().requires_grad_()
+    with torch.profiler.profile() as profile:
+        out = resize(x)
+        out.backward(grad_output)
+    assert 'aten::upsample_bilinear2d_backward' not in {e.key for e in profile.key_averages()}
+    torch.testing.assert_close(out, expected, atol=1e-12, rtol=0)
+    torch.testing.assert_close(x.grad, reference.grad, atol=1e-12, rtol=0)
