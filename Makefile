@@ -6,8 +6,9 @@ PY := .venv/bin/python
 setup:
 	bash tools/setup.sh
 
+# One thread: the demo's tensors are small, and extra threads only contend on a shared machine.
 demo: setup
-	$(PY) tools/demo.py
+	OMP_NUM_THREADS=1 $(PY) tools/demo.py
 
 test: setup
 	$(PY) -m pytest -q

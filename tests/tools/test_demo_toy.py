@@ -1,12 +1,15 @@
 """The toy study behind tools/demo.py: metrics checked by hand (and SSIM against scikit-image),
-the decoder's information flow (no skips: only guided operators see the finer encoder features)."""
+the decoder's information flow (no skips: only guided operators see the finer encoder features),
+every snippet of `--all` in the toy decoder."""
 import numpy as np
 import pytest
 import torch
+from mmengine.config import Config
 
 from mmdynup.toy import (BoundaryIoUMetric, PhotoPatches, ReconstructionMetric, ToyDecoder,
                          ToyEncoder, boundary_band, mean_absolute_error, psnr, ssim,
                          upsampler_parameters)
+from tests.tools.conftest import load_tool
 
 
 def test_psnr_and_mae_by_hand():
@@ -109,3 +112,18 @@ def test_photo_patches_hold_out_the_bottom_rows():
     assert 0 <= float(val.patches.min()) and float(val.patches.max()) <= 1
     with pytest.raises(ValueError, match="split must be 'train' or 'val'"):
         PhotoPatches('test')
+
+
+def test_every_snippet_of_demo_all_runs_in_the_toy_decoder():
+    """``tools/demo.py --all`` builds each snippet at the demo's width 32 (A2U and the SAPA base
+    need multiples of 32) and runs forward and backward."""
+    demo = load_tool('demo.py')
+    torch.manual_seed(0)
+    encoder = ToyEncoder(1, widths=[32, 32, 32])
+    features = encoder(torch.rand(1, 1, 16, 16))
+    for name in demo.parse_args(['--all']).upsamplers:
+        cfg = Config.fromfile(f'{demo.SNIPPET_DIR}/{name}.py').upsample_cfg
+        decoder = ToyDecoder([32, 32, 32], cfg, bottleneck_channels=4)
+        output = decoder([feature.detach() for feature in features])
+        assert output.shape == (1, 32, 16, 16), name
+        output.mean().backward()
