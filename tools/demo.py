@@ -215,6 +215,7 @@ def run_config(task: Task, upsampler: str, seed: int, args) -> RunResult:
     # One test at the end, no validation during training (the SegFormer config has one).
     cfg.val_dataloader = cfg.val_evaluator = cfg.val_cfg = None
     cfg.default_hooks.checkpoint = None  # the demo keeps no checkpoints
+    cfg.default_hooks.pop('visualization', None)  # it draws its own figure (mmseg's hook warns)
     if task.test_evaluator is not None:
         cfg.test_evaluator = task.test_evaluator
     if upsampler != task.stock_upsampler:
