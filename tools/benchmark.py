@@ -471,16 +471,18 @@ def plot(rows: List[Dict], path: Path) -> None:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     figure, (time_axis, memory_axis) = plt.subplots(1, 2, figsize=(13, 5.5))
+    names = sorted({row['name'] for row in rows})
+    palette = plt.get_cmap('tab20')
     for key in sorted({(row['name'], row['path']) for row in rows}):
         series = sorted((row for row in rows if (row['name'], row['path']) == key),
                         key=lambda row: row['size'])
         sizes = [row['size'] for row in series]
-        style = {'reference': '--', 'authors': ':'}.get(key[1], '-')
+        # One colour per upsampler, one line style per path.
+        style = dict(linestyle={'reference': '--', 'authors': ':'}.get(key[1], '-'),
+                     color=palette(names.index(key[0]) % palette.N), marker='o')
         label = key[0] if key[1] == '-' else f'{key[0]} ({key[1]})'
-        time_axis.plot(sizes, [row['fwd_bwd_ms'] for row in series], style, marker='o',
-                       label=label)
-        memory_axis.plot(sizes, [max(row['peak_mib'], 1e-3) for row in series], style,
-                         marker='o')
+        time_axis.plot(sizes, [row['fwd_bwd_ms'] for row in series], label=label, **style)
+        memory_axis.plot(sizes, [max(row['peak_mib'], 1e-3) for row in series], **style)
     for axis, title in ((time_axis, 'forward+backward latency (ms)'),
                         (memory_axis, 'peak extra memory, forward+backward (MiB)')):
         axis.set_xscale('log', base=2)
