@@ -83,6 +83,11 @@ def _chunks(x: Tensor):
         yield slice(start, min(pixels, start + step))
 
 
+def _at(statistic: Tensor, chunk: slice) -> Tensor:
+    """A statistic of :func:`_statistics` at a pixel chunk (GroupNorm's hold for every pixel)."""
+    return statistic if statistic.shape[2] == 1 else statistic[:, :, chunk]
+
+
 class NormalizedProjection(torch.autograd.Function):
     """``W norm(x) + b`` with LayerNorm over channels (``num_groups`` None) or GroupNorm.
 
@@ -103,10 +108,10 @@ class NormalizedProjection(torch.autograd.Function):
         mean, rstd = _statistics(flat, num_groups, eps)
         out = flat.new_empty(batch, weight.shape[0], flat.shape[2])
         for chunk in _chunks(flat):
-            centred = flat[:, :, chunk] - mean[:, :, chunk]
+            centred = flat[:, :, chunk] - _at(mean, chunk)
             if num_groups is None:  # rstd per pixel: after the product
                 torch.matmul(weight * gamma, centred, out=out[:, :, chunk])
-                out[:, :, chunk].mul_(rstd[:, :, chunk])
+                out[:, :, chunk].mul_(_at(rstd, chunk))
             else:  # rstd per channel group: folded into the weight
                 torch.matmul(weight * (gamma * rstd[:, :, 0])[:, None, :], centred,
                              out=out[:, :, chunk])
@@ -133,15 +138,15 @@ class NormalizedProjection(torch.autograd.Function):
             # LayerNorm: out_n = rstd_n W' (x_n - mu_n) + shift, W' = W diag(gamma).
             scaled = weight * gamma
             for chunk in _chunks(flat):
-                centred = flat[:, :, chunk] - mean[:, :, chunk]
-                weighted = grad[:, :, chunk] * rstd[:, :, chunk]
+                centred = flat[:, :, chunk] - _at(mean, chunk)
+                weighted = grad[:, :, chunk] * _at(rstd, chunk)
                 products.baddbmm_(weighted, centred.transpose(1, 2))
                 # d loss / d rstd_n = <G_n, W' (x_n - mu_n)>; d xhat / d x through mu and rstd.
                 grad_rstd = (torch.matmul(scaled, centred) * grad[:, :, chunk]).sum(
                     dim=1, keepdim=True)
-                grad_mean = -rstd[:, :, chunk] * torch.matmul(scaled.sum(dim=1), grad[:, :, chunk]
+                grad_mean = -_at(rstd, chunk) * torch.matmul(scaled.sum(dim=1), grad[:, :, chunk]
                                                               ).unsqueeze(1)
-                slope = -grad_rstd * rstd[:, :, chunk].pow(3) / channels
+                slope = -grad_rstd * _at(rstd, chunk).pow(3) / channels
                 target = grad_x[:, :, chunk]
                 torch.matmul(scaled.t(), weighted, out=target)
                 target.addcmul_(slope, centred).add_(grad_mean / channels)
@@ -154,7 +159,7 @@ class NormalizedProjection(torch.autograd.Function):
             scale = gamma * rstd_c
             projected = (weight * scale[:, None, :]).transpose(1, 2)  # (B, C, E)
             for chunk in _chunks(flat):
-                centred = flat[:, :, chunk] - mean[:, :, chunk]
+                centred = flat[:, :, chunk] - _at(mean, chunk)
                 products.baddbmm_(grad[:, :, chunk], centred.transpose(1, 2))
                 torch.matmul(projected, grad[:, :, chunk], out=grad_x[:, :, chunk])
             products *= rstd_c[:, None, :]  # G xhat^T per sample
@@ -167,7 +172,7 @@ class NormalizedProjection(torch.autograd.Function):
             slope = (-along / count).repeat_interleave(per_channel, dim=1) * rstd_c.pow(2)
             intercept = (-across / count).repeat_interleave(per_channel, dim=1) * rstd_c
             for chunk in _chunks(flat):
-                centred = flat[:, :, chunk] - mean[:, :, chunk]
+                centred = flat[:, :, chunk] - _at(mean, chunk)
                 grad_x[:, :, chunk].addcmul_(slope[:, :, None], centred).add_(
                     intercept[:, :, None])
             products = products.sum(dim=0)

@@ -5,6 +5,7 @@ err(fast) <= 2 * err(reference in the same precision) in float32, and the switch
 import pytest
 import torch
 
+import mmdynup.ops.normalized_projection as normalized_projection
 from mmdynup.ops.dispatch import use_implementation
 from mmdynup.ops.normalized_projection import (NormalizedProjection, group_norm_projection,
                                                layer_norm_projection)
@@ -43,8 +44,11 @@ def run(case, inputs, grad, impl):
     return (out.detach(), *(None if leaf is None else leaf.grad for leaf in leaves.values()))
 
 
+@pytest.mark.parametrize('chunks', ['one chunk', 'one pixel per chunk'])
 @pytest.mark.parametrize('case', CASES)
-def test_float64_matches_reference(case):
+def test_float64_matches_reference(case, chunks, monkeypatch):
+    if chunks == 'one pixel per chunk':
+        monkeypatch.setattr(normalized_projection, 'CHUNK_ELEMENTS', 1)
     inputs, grad = make_inputs(case)
     for name, got, want in zip(NAMES, run(case, inputs, grad, 'tiled'),
                                run(case, inputs, grad, 'reference')):
