@@ -319,10 +319,10 @@ def write_figure(path: str, tasks: Sequence[Task],
         reference = results[task.name][upsamplers[0]][0].samples[sample]
         if task.kind == 'segmentation':
             panel = reference[0] if part == 0 else colourise(reference[1])
-            title = f'{task.name}\ninput' if part == 0 else 'ground truth'
+            title = f'{task.name}\ninput' if part == 0 else 'ground truth\n(below: errors)'
         else:
             panel = reference[0] if part == 0 else None
-            title = f'{task.name}\ninput = target' if part == 0 else ''
+            title = f'{task.name}\ninput = target' if part == 0 else '\n(below: |error|)'
         _show(figure.add_subplot(grid[0, column]), panel, title, grey=task.kind != 'segmentation')
         for row, upsampler in enumerate(upsamplers, start=1):
             run = results[task.name][upsampler][0]
