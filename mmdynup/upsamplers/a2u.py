@@ -48,6 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..ops import point_sampling
 from ..ops.dispatch import is_exporting
 from ..ops.downsample_reassembly import downsample_reassemble
 from ..ops.reassembly import reassemble
@@ -75,8 +76,10 @@ def check_guide_channels(name: str, channels: int) -> int:
 def adaptive_average_pool(x: Tensor, size: int) -> Tensor:
     """``F.adaptive_avg_pool2d(x, size)``; while exporting, the same bins as two averaging
     matrices (bin i of n over L samples spans ``floor(i L / n) .. ceil((i + 1) L / n) - 1``),
-    which ONNX takes for any L (its pooling needs L divisible by n)."""
-    if not is_exporting():
+    which ONNX takes for any L (its pooling needs L divisible by n). The matrices also serve
+    where a deterministic backward is asked for (CUDA in deterministic mode: ATen's adaptive
+    average pooling backward has no deterministic kernel there)."""
+    if not is_exporting() and point_sampling.sampling_backward(x.device) != 'deterministic':
         return F.adaptive_avg_pool2d(x, size)
     rows, cols = (pooling_matrix(length, size, x) for length in x.shape[-2:])
     return torch.einsum('ih,bchw,jw->bcij', rows, x, cols)

@@ -28,12 +28,12 @@ import numbers
 from typing import ClassVar, Optional, Sequence, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..checks import (check_divisible, check_feature, check_odd_kernel,  # noqa: F401
                       check_positive_int, check_real_scale_factor, check_scale_factor)
 from ..compat import is_autocast_enabled
+from ..ops.point_sampling import bilinear_resize
 
 SizeLike = Union[int, Sequence[int], torch.Size]
 
@@ -169,7 +169,7 @@ class Upsampler(nn.Module):
             return x
         s = self.scale_factor
         reach = (max(low_height, math.ceil(height / s)), max(low_width, math.ceil(width / s)))
-        return F.interpolate(x, size=reach, mode='bilinear', align_corners=False)
+        return bilinear_resize(x, reach, align_corners=False)
 
     # -- checks -------------------------------------------------------------------------------
     def check_inputs(self, x: Tensor, guide: Optional[Tensor],

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..ops.point_sampling import bilinear_resize
 from ..registry import register_upsampler
 from ..checks import check_odd_kernel, check_positive_int
 from .base import Upsampler, crop_to
@@ -56,7 +57,8 @@ class BilinearUpsample(Upsampler):
         return f'{super().extra_repr()}, align_corners={self.align_corners}'
 
     def upsample(self, x: Tensor, guide: Optional[Tensor], size: Tuple[int, int]) -> Tensor:
-        return F.interpolate(x, size=size, mode='bilinear', align_corners=self.align_corners)
+        # F.interpolate, but with a deterministic backward on CUDA in deterministic mode.
+        return bilinear_resize(x, size, self.align_corners)
 
 
 #: ``F.interpolate`` arguments mmdet's ``FPN`` takes in its ``upsample_cfg``.

@@ -54,7 +54,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..ops.neighbour_similarity import neighbour_similarity
-from ..ops.point_sampling import point_sample, subpixel_positions
+from ..ops.point_sampling import bilinear_resize, point_sample, subpixel_positions
 from ..ops.reassembly import reassemble
 from ..registry import register_upsampler
 from .base import (Upsampler, check_divisible, check_feature, check_odd_kernel,
@@ -439,7 +439,8 @@ class FreqFusion(Upsampler):
         else:
             align = None if self.upsample_mode.startswith('nearest') or \
                 self.upsample_mode == 'area' else self.align_corners
-            resized = F.interpolate(x, size=size, mode=self.upsample_mode, align_corners=align)
+            resized = (bilinear_resize(x, size, align) if self.upsample_mode == 'bilinear' else
+                       F.interpolate(x, size=size, mode=self.upsample_mode, align_corners=align))
             x_up = reassemble(resized, kernels, self.lowpass_kernel, 1)
         guide_out = guide
         if self.use_high_pass:

@@ -110,17 +110,7 @@ CUDA_NONDETERMINISTIC_BACKWARDS = {
     'upsample_linear1d_backward', '_adaptive_avg_pool2d_backward', 'adaptive_max_pool2d_backward',
     'reflection_pad1d_backward', 'reflection_pad2d_backward', 'replication_pad2d_backward',
     'avg_pool3d_backward', 'max_unpool2d'}
-#: Upsamplers still on such an op, and where the fix goes.
-NOT_YET_ROUTED = {
-    'A2U': 'a2u.py: F.adaptive_avg_pool2d backward (its export form avoids it)',
-    'BilinearUpsample': 'baselines.py: F.interpolate bilinear backward (use '
-                        'mmdynup.ops.point_sampling.bilinear_resize)',
-}
-
-
-@pytest.mark.parametrize('name', [
-    pytest.param(name, marks=pytest.mark.xfail(reason=NOT_YET_ROUTED[name], strict=True))
-    if name in NOT_YET_ROUTED else name for name in UPSAMPLERS])
+@pytest.mark.parametrize('name', UPSAMPLERS)
 def test_no_backward_that_raises_on_cuda_in_deterministic_mode(name, monkeypatch):
     """What runs on CUDA in deterministic mode, seen on the CPU: with the point-sampling switch
     answering as there, no op of CUDA_NONDETERMINISTIC_BACKWARDS runs."""
