@@ -33,6 +33,7 @@ from mmseg.models.decode_heads import SegformerHead
 from mmseg.registry import MODELS
 from torch import Tensor, nn
 
+from .decode_losses import DEFAULT_LOSS_DECODE, build_decode_losses
 from .pyramid_upsampler import PyramidUpsampler
 
 HEAD_FORMS = ('mmseg', 'authors')
@@ -77,7 +78,9 @@ class SegformerHeadWithUpsampler(SegformerHead):
                              f'\'authors\' (the FADE / SAPA papers\' NVlabs-style head)')
         if head_form == 'authors':
             kwargs.setdefault('init_cfg', None)
-        super().__init__(**kwargs)
+        loss_decode = kwargs.pop('loss_decode', DEFAULT_LOSS_DECODE)
+        super().__init__(loss_decode=[], **kwargs)
+        self.loss_decode = build_decode_losses(loss_decode, type(self).__name__)
         self.head_form = head_form
         if head_form == 'authors':
             self.convs = nn.ModuleList(nn.Conv2d(channels, self.channels, kernel_size=1)

@@ -20,6 +20,7 @@ from mmseg.models.utils import resize
 from mmseg.registry import MODELS
 from torch import Tensor, nn
 
+from .decode_losses import DEFAULT_LOSS_DECODE, build_decode_losses
 from .pyramid_upsampler import PyramidUpsampler
 from ..upsamplers.host_config import build_head_upsampler
 
@@ -55,8 +56,10 @@ class UPerHeadWithUpsampler(UPerHead):
 
     def __init__(self, upsample_cfg: Optional[Mapping] = None,
                  fusion_upsample_cfg: Optional[Mapping] = None, **kwargs) -> None:
-        super().__init__(**kwargs)
+        loss_decode = kwargs.pop('loss_decode', DEFAULT_LOSS_DECODE)
+        super().__init__(loss_decode=[], **kwargs)
         owner = type(self).__name__
+        self.loss_decode = build_decode_losses(loss_decode, owner)
         if upsample_cfg is None:
             self.upsamplers = None
         else:

@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import List, Mapping, Optional, Sequence
 
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
-from mmseg.registry import MODELS
-from torch import Tensor, nn
+from torch import Tensor
 
+from ..seg.decode_losses import DEFAULT_LOSS_DECODE, build_decode_losses
 from .network import ToyDecoder
 
 
@@ -41,13 +41,8 @@ class ToyDecodeHead(BaseDecodeHead):
         super().__init__(in_channels=list(in_channels), channels=in_channels[0],
                          input_transform='multiple_select',
                          in_index=list(range(len(in_channels))), loss_decode=[], **kwargs)
-        # Built here through the registry: BaseDecodeHead's build_loss is deprecated (and warns).
-        if loss_decode is None:
-            loss_decode = dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)
-        if isinstance(loss_decode, Mapping):
-            self.loss_decode = MODELS.build(loss_decode)
-        else:
-            self.loss_decode = nn.ModuleList(MODELS.build(loss) for loss in loss_decode)
+        self.loss_decode = build_decode_losses(
+            DEFAULT_LOSS_DECODE if loss_decode is None else loss_decode, type(self).__name__)
         self.decoder = ToyDecoder(in_channels, upsample_cfg, bottleneck_channels,
                                   owner=type(self).__name__)
 
