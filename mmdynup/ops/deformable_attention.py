@@ -23,7 +23,10 @@ Implementations (chosen by :mod:`mmdynup.ops.dispatch`):
   (B, heads, P, oH, oW) attention weights and accumulates the output point by point; the backward
   re-samples each point (two ``grid_sample`` calls and their backward per point) instead of saving
   the P sampled maps. Besides inputs and output it allocates one sampled value map and one
-  sampled key map at a time.
+  sampled key map at a time. Runs when heads and offset groups split the channels differently.
+* :class:`FusedDeformableAttention` (same names, when ``num_heads`` equals the offset groups, as
+  in SAPA-deform) - weighted row sums (``embedding_bag``) of channels-last key / value planes
+  per (batch, group, tile of output rows); no sampled map of all points, backward recomputes.
 """
 from __future__ import annotations
 
