@@ -51,3 +51,21 @@ def test_numbers_are_the_readme_tables():
     assert faster['Metadata']['Parameters'] == 46836640
     upernet = models['upernet_r50_carafe_4xb4-80k_ade20k-512x512']
     assert upernet['Results'][0]['Metrics'] == {'mIoU': 41.49}
+
+
+def test_mirl_configs_are_filed_under_their_own_task_and_data():
+    """MIRL's folder holds segmentation, pretraining and classification configs, each filed so."""
+    models = {model['Name']: model for model in _metafiles()['configs/mirl/metafile.yaml']['Models']}
+    fine_tune = models['mirl_vit-b48-p16_ft-32xb16-accum4-amp-coslr-60e_in1k']
+    assert fine_tune['Metadata']['Training Data'] == 'ImageNet-1k'
+    assert fine_tune['Results'] == [{'Task': 'Image Classification', 'Dataset': 'ImageNet-1k',
+                                     'Metrics': {'Top 1 Accuracy (300-epoch pretraining)': 85.3,
+                                                 'Top 1 Accuracy (800-epoch pretraining)': 86.2}}]
+    assert models['mirl_vit-b48-p16_64xb64-amp-coslr-800e_in1k']['Metadata'][
+        'Training Data'] == 'ImageNet-1k'
+    assert models['upernet_mirl-vit-b48_8xb2-amp-160k_ade20k-512x512']['Metadata'][
+        'Training Data'] == 'ADE20K'
+    assert model_index.task_of('mirl', 'mirl_vit-tiny-d6_ft-1xb6-8e_synthetic-in1k-32x32') == (
+        'Image Classification', 'synthetic ImageNet layout (generated)')
+    assert model_index.task_of('mirl', 'mirl_vit-tiny-d6_1xb4-10e_synthetic-in1k-32x32')[0] == \
+        'Self-Supervised Pretraining'

@@ -38,6 +38,21 @@ FOLDERS = {
     'matting': ('Image Matting', 'Adobe Composition-1K', 'A2U Matting'),
 }
 
+#: Configs of a folder whose task or data set is not the folder's, by the end of the file name
+#: (the data-set component of OpenMMLab's naming scheme): (pattern, task, data set).
+NAME_TASKS = {
+    'mirl': [(re.compile(r'_ft-.*_synthetic-in1k-\d+x\d+$'), 'Image Classification',
+              'synthetic ImageNet layout (generated)'),
+             (re.compile(r'_synthetic-in1k-\d+x\d+$'), 'Self-Supervised Pretraining',
+              'synthetic ImageNet layout (generated)'),
+             (re.compile(r'_synthetic-\d+x\d+$'), 'Self-Supervised Pretraining',
+              'synthetic images (generated)'),
+             (re.compile(r'_ft-.*_in1k$'), 'Image Classification', 'ImageNet-1k'),
+             (re.compile(r'_in1k$'), 'Self-Supervised Pretraining', 'ImageNet-1k')],
+}
+#: Any folder: configs on data the tests generate.
+SYNTHETIC = re.compile(r'_synthetic-([a-z0-9]+-)*\d+x\d+$')
+
 #: README column header (lower case) -> metric name in the metafile.
 METRIC_COLUMNS = {
     'published miou': 'mIoU', 'miou (published)': 'mIoU', 'miou': 'mIoU',
@@ -46,6 +61,8 @@ METRIC_COLUMNS = {
     'd<1.25': 'd1', 'absrel': 'abs_rel', 'rms': 'rmse',
     'sad (published)': 'SAD', 'mse (published)': 'MSE', 'grad (published)': 'Grad',
     'conn (published)': 'Conn',
+    'top-1 (published, 300-epoch pretraining)': 'Top 1 Accuracy (300-epoch pretraining)',
+    'top-1 (published, 800-epoch pretraining)': 'Top 1 Accuracy (800-epoch pretraining)',
 }
 #: README column header -> metadata key (our measured counts).
 METADATA_COLUMNS = {'params (ours)': 'Parameters', 'added (ours)': 'Added Parameters',
@@ -117,14 +134,26 @@ def paper_of(config_name: str) -> Optional[tuple]:
     return None
 
 
+def task_of(folder: str, config_name: str) -> tuple:
+    """(task, data set) of ``configs/<folder>/<config_name>.py``."""
+    task, dataset, _ = FOLDERS[folder]
+    for pattern, name_task, name_dataset in NAME_TASKS.get(folder, []):
+        if pattern.search(config_name):
+            return name_task, name_dataset
+    if SYNTHETIC.search(config_name):
+        return task, 'synthetic (generated)'
+    return task, dataset
+
+
 def folder_metafile(folder: str) -> dict:
-    task, dataset, collection = FOLDERS[folder]
+    _, folder_dataset, collection = FOLDERS[folder]
     directory = CONFIGS / folder
     readme = directory / 'README.md'
     rows = readme_rows(readme) if readme.exists() else {}
     models = []
     for config in sorted(directory.glob('*.py')):
         row = rows.get(config.name, {})
+        task, dataset = task_of(folder, config.stem)
         metrics = {METRIC_COLUMNS[column]: _number(cell) for column, cell in row.items()
                    if column in METRIC_COLUMNS and _number(cell) is not None}
         metadata = {'Training Data': dataset}
@@ -138,7 +167,7 @@ def folder_metafile(folder: str) -> dict:
         if paper:
             model['Paper'], model['Code'] = {'Title': paper[0]}, {'URL': paper[1]}
         models.append(model)
-    return {'Collections': [{'Name': collection, 'Metadata': {'Training Data': dataset},
+    return {'Collections': [{'Name': collection, 'Metadata': {'Training Data': folder_dataset},
                              'README': f'configs/{folder}/README.md'}],
             'Models': models}
 
