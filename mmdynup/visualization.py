@@ -3,10 +3,12 @@ apply, which neighbours SAPA finds similar, and the feature map before and after
 
 Recording: :func:`record_upsampling` hooks every mmdynup upsampler of a model for one forward and
 captures its input, guide and output, plus what it hands to the shared ops: the reassembly kernels
-(B, G, k*k, oH, oW) given to :func:`mmdynup.ops.reassembly.reassemble` (CARAFE, FADE; for SAPA the
-softmax-normalised similarities) and the sampling positions (B, G, [P,] oH, oW, 2) given to
-:func:`mmdynup.ops.point_sampling.point_sample` or ``subpixel_point_sample`` (DySample;
-SAPA-deform's P points). The ops expose no intermediates, so the recorder wraps those functions
+(B, G, k*k, oH, oW) given to :func:`mmdynup.ops.reassembly.reassemble` or ``gated_reassemble``
+(CARAFE, FADE; for SAPA the softmax-normalised similarities) and the sampling positions
+(B, G, [P,] oH, oW, 2) given to :func:`mmdynup.ops.point_sampling.point_sample`,
+``subpixel_point_sample`` (DySample) or
+:func:`mmdynup.ops.deformable_attention.local_deformable_attention` (SAPA-deform's and LDA-AQU's
+P points). The ops expose no intermediates, so the recorder wraps those functions
 where mmdynup modules imported them, for the duration of the block only; every upsampler that
 uses the ops is covered without code of its own.
 
@@ -27,12 +29,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .ops import point_sampling, reassembly
+from .ops import deformable_attention, point_sampling, reassembly
 from .upsamplers.base import Upsampler
 
 #: Op functions recorded, by the attribute name under which mmdynup modules import them.
-RECORDED_OPS = {'reassemble': reassembly.reassemble, 'point_sample': point_sampling.point_sample,
-                'subpixel_point_sample': point_sampling.subpixel_point_sample}
+RECORDED_OPS = {'reassemble': reassembly.reassemble,
+                'gated_reassemble': reassembly.gated_reassemble,
+                'point_sample': point_sampling.point_sample,
+                'subpixel_point_sample': point_sampling.subpixel_point_sample,
+                'local_deformable_attention': deformable_attention.local_deformable_attention}
+#: The recorded ops that take reassembly kernels (``x, kernels, kernel_size, ...``).
+KERNEL_OPS = ('reassemble', 'gated_reassemble')
 
 
 @dataclass
@@ -106,17 +113,17 @@ def record_upsampling(model: nn.Module) -> Iterator[List[UpsamplerCall]]:
     def recording(op_name: str, function):
         def wrapper(*args, **kwargs):
             if active:
-                if op_name == 'reassemble':
-                    active[-1].kernels = _detach(args[1])
-                    active[-1].kernel_size = int(args[2])
-                elif active[-1].positions is None:  # SAPA-deform samples keys, then values
+                arguments = inspect.signature(function).bind(*args, **kwargs).arguments
+                if op_name in KERNEL_OPS:
+                    active[-1].kernels = _detach(arguments['kernels'])
+                    active[-1].kernel_size = int(arguments['kernel_size'])
+                elif active[-1].positions is None:  # the first sampling: keys before values
                     if op_name == 'subpixel_point_sample':
-                        arguments = inspect.signature(function).bind(*args, **kwargs).arguments
                         positions = point_sampling.subpixel_sampling_positions(
                             arguments['offsets'], arguments['scale_factor'], arguments['size'],
                             arguments.get('initial'), arguments.get('offset_scale', 1.0))
                     else:
-                        positions = args[1]
+                        positions = arguments['positions']
                     active[-1].positions = _detach(positions)
             return function(*args, **kwargs)
         return wrapper
