@@ -12,7 +12,8 @@ What is measured, per (upsampler, path, size):
 * forward latency (``torch.no_grad``) and forward+backward latency (upstream gradient given,
   gradients of the input, the guide and the parameters): median of ``--repeats`` runs after one
   warm-up, wall clock (``torch.cuda.synchronize`` around each run on CUDA);
-* peak extra memory of one forward+backward: on CUDA ``torch.cuda.max_memory_allocated`` minus
+* peak extra memory of one forward+backward (a training step's, after one warm-up step that
+  pays the libraries' one-time workspaces): on CUDA ``torch.cuda.max_memory_allocated`` minus
   the memory held before the call; on CPU the process's peak resident set (``VmHWM``, reset
   through ``/proc/self/clear_refs`` and after ``malloc_trim`` returned freed heap pages) minus
   the resident set before the call. That counts every page the call touches - outputs, saved
@@ -349,10 +350,13 @@ def run_case(case: Dict) -> Dict:
         if device.type == 'cuda':
             torch.cuda.synchronize()
 
-    def forward_backward():
+    def clear_gradients():
         for tensor in (x, guide, *parameters):
             if tensor is not None:
                 tensor.grad = None
+
+    def forward_backward():
+        clear_gradients()
         call(*arguments).backward(grad)
         synchronize()
 
@@ -371,6 +375,10 @@ def run_case(case: Dict) -> Dict:
         return 1e3 * statistics.median(times)
 
     with use_implementation(case['impl']):
+        # One warm-up step first: a library's one-time workspaces (oneDNN / BLAS buffers of a
+        # first large convolution or matmul backward, 170-260 MiB here) are no step's memory.
+        forward_backward()
+        clear_gradients()
         release_free_memory(device)
         before = memory_in_use(device)
         forward_backward()
