@@ -13,7 +13,7 @@ What is measured, per (upsampler, path, size):
   gradients of the input, the guide and the parameters): median of ``--repeats`` runs after one
   warm-up, wall clock (``torch.cuda.synchronize`` around each run on CUDA);
 * peak extra memory of one forward+backward (a training step's, after one warm-up step that
-  pays the libraries' one-time workspaces): on CUDA ``torch.cuda.max_memory_allocated`` minus
+  pays one-time library state; per-call temporaries are counted): on CUDA ``torch.cuda.max_memory_allocated`` minus
   the memory held before the call; on CPU the process's peak resident set (``VmHWM``, reset
   through ``/proc/self/clear_refs`` and after ``malloc_trim`` returned freed heap pages) minus
   the resident set before the call. That counts every page the call touches - outputs, saved
@@ -375,8 +375,8 @@ def run_case(case: Dict) -> Dict:
         return 1e3 * statistics.median(times)
 
     with use_implementation(case['impl']):
-        # One warm-up step first: a library's one-time workspaces (oneDNN / BLAS buffers of a
-        # first large convolution or matmul backward, 170-260 MiB here) are no step's memory.
+        # One warm-up step first, so that one-time state (lazy library initialisation, caches
+        # kept across calls) is not counted; temporaries a step allocates again still are.
         forward_backward()
         clear_gradients()
         release_free_memory(device)
