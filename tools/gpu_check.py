@@ -430,6 +430,12 @@ def sweep(specs: List[OpSpec], shape: Tuple[int, int, int, int], repeats: int,
 
 # --- the table ------------------------------------------------------------------------------------
 
+def ratio(numerator: float, denominator: float) -> Optional[float]:
+    """numerator / denominator; None where the denominator is 0 (e.g. a case too small to
+    raise the CPU's resident set)."""
+    return numerator / denominator if denominator > 0 else None
+
+
 def ratio_text(value: Optional[float]) -> str:
     if value is None or math.isnan(value):
         return '-'
@@ -470,14 +476,14 @@ def format_table(rows: List[Dict], title: str) -> str:
                          + ' |' * 8)
             continue
         authors = row.get('authors')
-        versus_authors = (result.fwd_bwd_ms / authors.fwd_bwd_ms
+        versus_authors = (ratio(result.fwd_bwd_ms, authors.fwd_bwd_ms)
                           if isinstance(authors, Measurement) else None)
         parity = row.get('parity')
         lines.append(
             f"| {row['op']} | {row['impl']} | {result.fwd_ms:.3f} | {result.fwd_bwd_ms:.3f} | "
-            f'{ratio_text(result.fwd_bwd_ms / bilinear.fwd_bwd_ms)} | '
+            f'{ratio_text(ratio(result.fwd_bwd_ms, bilinear.fwd_bwd_ms))} | '
             f'{ratio_text(versus_authors)} | {result.peak_mib:.0f} | '
-            f'{ratio_text(result.peak_mib / bilinear.peak_mib)} | '
+            f'{ratio_text(ratio(result.peak_mib, bilinear.peak_mib))} | '
             f"{'-' if parity is None else f'{parity:.2g}'} | {result.node} | "
             f'{target_text(rows, row)} |')
     return '\n'.join(lines)

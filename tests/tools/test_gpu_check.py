@@ -60,6 +60,14 @@ def test_table_checks_the_targets_and_marks_missing_rows():
     assert '| not measured: build failed: nvcc error |' in missing
 
 
+def test_a_bilinear_row_without_measurable_memory_leaves_the_ratio_out():
+    """Tiny CPU cases may not raise the resident set: no ratio, rather than a division error."""
+    rows = [dict(op='bilinear interpolation', impl='F.interpolate', result=measurement(1.0, 0)),
+            dict(op='fast op', impl='ours', result=measurement(1.5, 0), parity=None)]
+    fast = gpu_check.format_table(rows, 'title').splitlines()[-1]
+    assert '| 1.50x | - | 0 | - |' in fast
+
+
 def test_authors_ops_without_cuda_or_sources_are_reasons(tmp_path):
     assert set(authors_cuda_ops.missing_sources(tmp_path)) >= {
         'mmcv-2.1.0.tar.gz', 'sapa/sapa/sapa/sapa_func.py',
