@@ -66,6 +66,8 @@ val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
 test_evaluator = val_evaluator
 train_cfg = dict(max_epochs=1, val_interval=10)
 default_hooks = dict(logger=dict(interval=1))
+# Seeded: tools/train.py otherwise draws a seed, and an untrained detector's output with it.
+randomness = dict(seed=0)
 """)
     return path
 
