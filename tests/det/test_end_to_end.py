@@ -9,26 +9,13 @@ returns detections for the metric to score.
 """
 import json
 import re
-import subprocess
-import sys
 
 import pytest
 
 from mmdynup.datasets.synthetic_coco import write_synthetic_coco
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, run_tool_process
 
 TRAIN_IMAGES, VAL_IMAGES, BATCH = 4, 2, 2
-
-
-def _run_tool(name, *arguments):
-    """``python tools/<name>.py ...`` in a fresh process (mmengine keeps global instances such as
-    the visualizer per process, so two runners in one process would share them)."""
-    result = subprocess.run([sys.executable, str(REPO_ROOT / 'tools' / f'{name}.py'),
-                             *map(str, arguments)], cwd=REPO_ROOT, capture_output=True,
-                            text=True, timeout=600)
-    assert result.returncode == 0, f'tools/{name}.py failed:\n{result.stdout[-3000:]}\n' \
-                                   f'{result.stderr[-3000:]}'
-    return result.stdout + result.stderr
 
 
 def _tiny_config(path, base, data_root, with_mask):
@@ -76,13 +63,13 @@ def train_one_epoch_then_test(tiny, tmp_path, iterations=TRAIN_IMAGES // BATCH):
     """tools/train.py one epoch (``iterations`` logged losses) -> epoch_1.pth -> tools/test.py on
     it. Returns the logged loss entries and what tools/test.py printed."""
     work_dir = tmp_path / 'work'
-    _run_tool('train', tiny, '--work-dir', work_dir)
+    run_tool_process('train', tiny, '--work-dir', work_dir)
     checkpoint = work_dir / 'epoch_1.pth'
     assert checkpoint.is_file()
     log = next(work_dir.glob('*/vis_data/scalars.json')).read_text().splitlines()
     losses = [json.loads(line) for line in log if '"loss"' in line]
     assert len(losses) == iterations
-    return losses, _run_tool('test', tiny, checkpoint, '--work-dir', tmp_path / 'test')
+    return losses, run_tool_process('test', tiny, checkpoint, '--work-dir', tmp_path / 'test')
 
 
 @pytest.fixture(scope='module')

@@ -9,11 +9,8 @@ CPU optimiser wrapper. Losses: the pretraining log must fall; the fine-tuned cla
 cross-entropy on the clean images must fall below that of its pretrained start (ln 3).
 """
 import json
-import os
 import re
 import runpy
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -25,7 +22,7 @@ from mmengine.registry import MODELS  # noqa: E402
 
 from mmdynup.converters.checkpoint_io import load_checkpoint  # noqa: E402
 from mmdynup.datasets import ImageNetLayout, write_synthetic_imagenet  # noqa: E402
-from tests.conftest import REPO_ROOT  # noqa: E402
+from tests.conftest import REPO_ROOT, run_tool_process  # noqa: E402
 
 CONFIGS = REPO_ROOT / 'configs' / 'mirl'
 PRETRAIN = CONFIGS / 'mirl_vit-tiny-d6_1xb4-10e_synthetic-in1k-32x32.py'
@@ -36,16 +33,6 @@ def run_tool(name, *arguments):
     """``tools/<name>.py``'s ``main`` in this process (single-threaded by the conftest)."""
     return runpy.run_path(str(REPO_ROOT / 'tools' / f'{name}.py'), run_name='tool')['main'](
         [str(argument) for argument in arguments])
-
-
-def run_tool_process(name, *arguments):
-    """``python tools/<name>.py ...`` in a fresh process, one thread; returns what it printed."""
-    result = subprocess.run([sys.executable, str(REPO_ROOT / 'tools' / f'{name}.py'),
-                             *map(str, arguments)], cwd=REPO_ROOT, capture_output=True,
-                            text=True, timeout=600, env={**os.environ, 'OMP_NUM_THREADS': '1'})
-    assert result.returncode == 0, f'tools/{name}.py failed:\n{result.stdout[-3000:]}\n' \
-                                   f'{result.stderr[-3000:]}'
-    return result.stdout + result.stderr
 
 
 def logged_losses(work_dir):
@@ -89,7 +76,7 @@ def test_pretrain_convert_finetune_test(tmp_path):
     run_tool('train', FINETUNE, '--work-dir', finetune_dir, '--cfg-options', *data)
     checkpoint = finetune_dir / 'epoch_8.pth'
     printed = run_tool_process('test', FINETUNE, checkpoint, '--work-dir', tmp_path / 'test',
-                       '--cfg-options', *data)
+                               '--cfg-options', *data, env={'OMP_NUM_THREADS': '1'})
     top1 = re.search(r'accuracy/top1: ([0-9.]+)', printed)
     top5 = re.search(r'accuracy/top5: ([0-9.]+)', printed)
     assert top1 and top5, printed[-2000:]
