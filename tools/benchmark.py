@@ -26,7 +26,8 @@ What is measured, per (upsampler, path, size):
   (``torch.utils.flop_counter`` on meta tensors, the reference math; interpolation, sampling and
   elementwise work count 0).
 
-The path is ``fast`` (``impl='auto'``: tiled PyTorch on CPU, Triton on CUDA) or ``reference``
+The path is the fast one (``impl='auto'``: ``tiled`` PyTorch on CPU, ``native`` where a C++ CPU
+kernel of :mod:`mmdynup.ops.native` runs, ``triton`` on CUDA) or ``reference``
 (:func:`mmdynup.ops.dispatch.use_implementation`); upsamplers whose autograd graph is the same
 on both paths are run once (path ``-``). Ratios are taken against bilinear interpolation of the
 same input in the same run.
@@ -413,11 +414,14 @@ def autograd_node_names(output: torch.Tensor) -> set:
     return names
 
 
-def has_fast_path(name: str, scale_factor: int) -> bool:
-    """Whether the autograd graph differs between the fast and the reference path."""
+def fast_path_label(name: str, scale_factor: int, default: str) -> Optional[str]:
+    """The label of the upsampler's fast path on CPU: None where its autograd graph equals the
+    reference's (one implementation), ``'native'`` where a C++ kernel of
+    :mod:`mmdynup.ops.native` runs (``Native*`` autograd nodes), else ``default`` (the
+    device's ``'auto'`` choice)."""
     from mmdynup.ops.dispatch import use_implementation
     if name in INTERPOLATIONS:
-        return False
+        return None
     module = build(name, 32, scale_factor, 'cpu')
     x, guide, _ = make_inputs(module, 1, 32, 4, scale_factor, 'cpu')
     graphs = []
@@ -425,7 +429,10 @@ def has_fast_path(name: str, scale_factor: int) -> bool:
         with use_implementation(impl):
             graphs.append(autograd_node_names(timed_call(module)(x, guide) if guide is not None
                                               else module(x)))
-    return graphs[0] != graphs[1]
+    if graphs[0] == graphs[1]:
+        return None
+    native = default == 'tiled' and any(node.startswith('Native') for node in graphs[1])
+    return 'native' if native else default
 
 
 # --- report ---------------------------------------------------------------------------------------
@@ -434,7 +441,7 @@ def format_ratio(value: Optional[float]) -> str:
     return '-' if value is None else f'{value:.2f}x' if value < 10 else f'{value:.0f}x'
 
 
-def markdown_table(rows: List[Dict], fast_label: str) -> str:
+def markdown_table(rows: List[Dict]) -> str:
     header = ('| upsampler | path | params | GFLOPs | fwd ms | fwd+bwd ms | fwd+bwd / bilinear '
               '| peak extra MiB | memory / bilinear | speed-up vs reference | vs authors '
               '| target |\n'
@@ -453,9 +460,9 @@ def markdown_table(rows: List[Dict], fast_label: str) -> str:
                 return next((other for other in sized if other['name'] == row['name']
                              and other['path'] == path), None)
             reference, authors = same('reference'), same('authors')
-            ours = row['path'] in (fast_label, '-')
+            ours = row['path'] not in ('reference', 'authors')
             speed_up = (reference['fwd_bwd_ms'] / row['fwd_bwd_ms']
-                        if reference is not None and row['path'] == fast_label else None)
+                        if reference is not None and ours else None)
             ratios = dict(
                 time_vs_bilinear=row['fwd_bwd_ms'] / bilinear['fwd_bwd_ms'] if bilinear else None,
                 memory_vs_bilinear=(row['peak_mib'] / bilinear['peak_mib']
@@ -596,8 +603,9 @@ def main(argv=None) -> None:
             except (NotImplementedError, RuntimeError):  # an op without a meta kernel
                 pass
             paths = [('-', 'auto')]
-            if has_fast_path(name, args.scale):
-                paths = [(fast_label, 'auto')]
+            label = fast_path_label(name, args.scale, fast_label)
+            if label is not None:
+                paths = [(label, 'auto')]
                 if args.reference_for is None or name in args.reference_for:
                     paths.append(('reference', 'reference'))
             if name in authors:
@@ -627,7 +635,7 @@ def main(argv=None) -> None:
                 rows.append(row)
                 print(f"  {name:>22} {label:>9} {size:>4}: fwd+bwd {row['fwd_bwd_ms']:9.1f} ms, "
                       f"peak extra {row['peak_mib']:8.0f} MiB", file=sys.stderr, flush=True)
-    table = markdown_table(rows, fast_label)
+    table = markdown_table(rows)
     if notes:
         table += '\n\n' + '\n'.join(f'- {note}' for note in dict.fromkeys(notes))
     print(table)

@@ -56,11 +56,25 @@ for links in /opt/wheels ${MMDYNUP_FIND_LINKS:-}; do
   [ -d "$links" ] && PIP_ARGS+=(--find-links "$links")
 done
 
+# mmdynup's C++ CPU kernels (mmdynup/ops/csrc): compiled once into ~/.cache/mmdynup/extensions,
+# so that no test or training run waits for the compiler. A failed build is not fatal: the ops
+# then run their PyTorch fast paths (the reason is printed here and logged at first use).
+build_native_kernels() {
+  local output
+  if output=$("$VENV/bin/python" -m mmdynup.ops.native 2>&1); then
+    say "$(printf '%s\n' "$output" | tail -n 1)"
+  else
+    printf '%s\n' "$output" | tail -n 20 >&2
+    say "the C++ CPU kernels did not build (the ops run their PyTorch fast paths instead)"
+  fi
+}
+
 # --- fast path: nothing changed since the last complete run -----------------------------------
 fingerprint=$(cat "$REPO_ROOT/pyproject.toml" "$LOCK" "$0" | sha256sum | cut -c1-16)
 if [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$fingerprint" ] \
    && "$VENV/bin/python" -c 'import mmdynup, mmcv.ops, mmseg, mmdet' 2>/dev/null; then
   say "environment is up to date ($VENV)"
+  build_native_kernels
   exit 0
 fi
 
@@ -137,5 +151,6 @@ say "installing mmsegmentation, mmdet, mmdynup (-e .[test]) and their pinned dep
 pip_run install -q -e "$REPO_ROOT[test]"
 "$PY" -c 'import mmdynup, mmcv.ops, mmseg, mmdet' \
   || die "the environment does not import (mmdynup, mmcv.ops, mmseg, mmdet); see the errors above"
+build_native_kernels
 echo "$fingerprint" > "$STAMP"
 say "done: $VENV ($("$PY" -c 'import torch, mmcv, mmseg, mmdet; print(f"torch {torch.__version__}, mmcv {mmcv.__version__}, mmseg {mmseg.__version__}, mmdet {mmdet.__version__}")'))"

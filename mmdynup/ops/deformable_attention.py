@@ -27,6 +27,9 @@ Implementations (chosen by :mod:`mmdynup.ops.dispatch`):
 * :class:`FusedDeformableAttention` (same names, when ``num_heads`` equals the offset groups, as
   in SAPA-deform) - weighted row sums (``embedding_bag``) of channels-last key / value planes
   per (batch, group, tile of output rows); no sampled map of all points, backward recomputes.
+* :class:`NativeDeformableAttention` (``'native'``, the default on CPU when the C++ kernels of
+  :mod:`mmdynup.ops.native` build) - one C++ pass over the pixels forward, two backward; any
+  heads and groups; deterministic.
 """
 from __future__ import annotations
 
@@ -36,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .dispatch import autocast_disabled, autocast_inputs, resolve_implementation
+from .dispatch import autocast_disabled, autocast_inputs, native_module, resolve_implementation
 from .point_sampling import point_sample
 from .reassembly import GPU_TILE_ELEMENTS, compute_dtype
 
@@ -498,20 +501,88 @@ def _tile_pixels(feature: Tensor, b: int, g: int, groups: int, rows: slice,
     return tile.permute(1, 2, 0).reshape(-1, tile.shape[0]).to(dtype)
 
 
+class NativeDeformableAttention(torch.autograd.Function):
+    """Local deformable attention by the C++ CPU kernel (:mod:`mmdynup.ops.native`, any number of
+    heads and offset groups). Inputs as :func:`local_deformable_attention_reference`.
+
+    The kernel reads key / value rows channels-last (copies of the low-resolution maps), query
+    and output in the host's (B, C, oH, oW) layout through per-tile buffers of 32 pixels. The
+    forward saves the (B, heads, P, oH, oW) attention; the backward runs one pass over the pixels
+    (the logits', query's and positions' gradients) and one over (batch, group) pairs that adds
+    every corner's share into the key / value gradients in a fixed order (deterministic, no
+    atomics). Besides inputs, output and gradients it allocates the channels-last copies and the
+    (B, heads, P, oH, oW) logit gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, query: Tensor, key: Tensor, value: Tensor, positions: Tensor,
+                key_bias: Optional[Tensor], num_heads: int, scale: float) -> Tensor:
+        kernels = native_module(required=True)
+        dtype = torch.promote_types(compute_dtype(value.dtype), positions.dtype)
+        out, attention = kernels.deformable_attention_forward(
+            *_native_inputs(query, key, value, positions, key_bias, dtype), num_heads, scale)
+        ctx.save_for_backward(query, key, value, positions, key_bias, attention)
+        ctx.num_heads, ctx.scale = num_heads, scale
+        return out.view(value.shape[0], -1, *query.shape[-2:]).to(value.dtype)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: Tensor):
+        query, key, value, positions, key_bias, attention = ctx.saved_tensors
+        need_query, need_key, need_value, need_positions, need_bias = ctx.needs_input_grad[:5]
+        num_heads, scale = ctx.num_heads, ctx.scale
+        dtype = attention.dtype
+        inputs = _native_inputs(query, key, value, positions, key_bias, dtype)
+        grad_q, grad_k, grad_v, grad_p, grad_logits = native_module(
+            required=True).deformable_attention_backward(
+                grad_out.flatten(2).to(dtype).contiguous(), *inputs, attention, num_heads, scale,
+                need_query, need_key, need_value, need_positions)
+        grad_bias = None
+        if need_bias:
+            # d logit / d bias = scale * query, summed over batch and pixels.
+            grad_bias = torch.einsum('bhpn,bhdn->hpd', grad_logits,
+                                     _heads(inputs[0], num_heads)) * scale
+            grad_bias = grad_bias.to(key_bias.dtype)
+        return (grad_q.view(query.shape).to(query.dtype) if need_query else None,
+                grad_k.permute(0, 3, 1, 2).to(key.dtype, memory_format=torch.contiguous_format)
+                if need_key else None,
+                grad_v.permute(0, 3, 1, 2).to(value.dtype, memory_format=torch.contiguous_format)
+                if need_value else None,
+                grad_p.view(positions.shape).to(positions.dtype) if need_positions else None,
+                grad_bias, None, None)
+
+
+def _native_inputs(query: Tensor, key: Tensor, value: Tensor, positions: Tensor,
+                   key_bias: Optional[Tensor], dtype: torch.dtype) -> Tuple[Tensor, ...]:
+    """The kernel's layouts, in ``dtype``: query (B, D, N), key / value planes (B, H, W, D / C),
+    positions (B, G, P, N, 2), the key bias (heads, P, D / heads) or an empty tensor."""
+    def channels_last(feature: Tensor) -> Tensor:
+        return feature.to(dtype).permute(0, 2, 3, 1).contiguous()
+
+    bias = (query.new_empty(0, dtype=dtype) if key_bias is None
+            else key_bias.to(dtype).contiguous())
+    return (query.flatten(2).to(dtype).contiguous(), channels_last(key), channels_last(value),
+            positions.flatten(3, 4).to(dtype).contiguous(), bias)
+
+
 def local_deformable_attention(query: Tensor, key: Tensor, value: Tensor, positions: Tensor,
                                num_heads: int, scale: float, key_bias: Optional[Tensor] = None,
                                impl: Optional[str] = None) -> Tensor:
     """Local deformable attention; see :func:`local_deformable_attention_reference` for shapes.
 
     Args:
-        impl: ``'auto'``, ``'reference'``, ``'tiled'`` or ``'triton'``; None follows
-            :func:`mmdynup.ops.dispatch.use_implementation`. Every name other than
-            ``'reference'`` runs the point-by-point :class:`LocalDeformableAttention` (pure
-            PyTorch, any device); ``'auto'`` picks the reference while exporting or compiling.
+        impl: ``'auto'``, ``'reference'``, ``'tiled'``, ``'triton'`` or ``'native'``; None
+            follows :func:`mmdynup.ops.dispatch.use_implementation`. ``'native'`` (the default
+            on CPU tensors when the C++ kernels build) runs :class:`NativeDeformableAttention`;
+            ``'tiled'`` and ``'triton'`` (there is no Triton kernel for this op) run the pure
+            PyTorch paths: :class:`FusedDeformableAttention` with one head per offset group,
+            else the point-by-point :class:`LocalDeformableAttention`; ``'auto'`` picks the
+            reference while exporting or compiling.
     """
     check_deformable_attention_arguments(query, key, value, positions, num_heads, key_bias)
     tensors = (query, key, value) if key_bias is None else (query, key, value, key_bias)
-    if resolve_implementation(impl, *tensors) == 'reference':
+    chosen = resolve_implementation(impl, *tensors, native=True)
+    if chosen == 'reference':
         return local_deformable_attention_reference(query, key, value, positions, num_heads,
                                                     scale, key_bias)
     # Positions keep their own (at least float32) dtype: half precision cannot place a point.
@@ -519,6 +590,9 @@ def local_deformable_attention(query: Tensor, key: Tensor, value: Tensor, positi
     if key_bias is not None:
         key_bias = autocast_inputs(key_bias)[0].to(query.dtype)
     with autocast_disabled(query.device.type):
+        if chosen == 'native':
+            return NativeDeformableAttention.apply(query, key, value, positions, key_bias,
+                                                   num_heads, scale)
         if num_heads == positions.shape[1]:
             return FusedDeformableAttention.apply(query, key, value, positions, key_bias, scale)
         return LocalDeformableAttention.apply(query, key, value, positions, key_bias, num_heads,

@@ -10,9 +10,13 @@ Implementations (every op in :mod:`mmdynup.ops` that has fast paths accepts thes
   the windows in backward). Any device; the default on CPU.
 * ``'triton'`` - Triton GPU kernels (:mod:`mmdynup.ops.triton_kernels`); the default on CUDA when
   ``triton`` imports. On CPU tensors it runs only under ``TRITON_INTERPRET=1`` (tests).
+* ``'native'`` - C++ CPU kernels (:mod:`mmdynup.ops.native`, compiled on first use), for the ops
+  that have one (local deformable attention); on other ops and on other devices it means
+  ``'tiled'``.
 * ``'auto'`` - the default: ``'reference'`` while exporting or compiling (ONNX export,
   ``torch.jit`` tracing, ``torch.compile``: plain ops that every exporter understands; the
   compiler fuses them itself), else ``'triton'`` for CUDA tensors when Triton is available, else
+  ``'native'`` for CPU tensors of an op with a C++ kernel when the kernels build, else
   ``'tiled'``.
 
 Deterministic mode (``torch.use_deterministic_algorithms(True)``) needs no switch here: point
@@ -50,7 +54,7 @@ from torch import Tensor
 from ..compat import get_autocast_dtype, is_autocast_enabled, is_compiling
 
 #: Names accepted by ``impl`` arguments and :func:`use_implementation`.
-IMPLEMENTATIONS = ('auto', 'reference', 'tiled', 'triton')
+IMPLEMENTATIONS = ('auto', 'reference', 'tiled', 'triton', 'native')
 
 _ACTIVE_IMPLEMENTATION: contextvars.ContextVar[str] = contextvars.ContextVar(
     'mmdynup_ops_implementation', default='auto')
@@ -107,21 +111,28 @@ def triton_kernels() -> ModuleType:
     return importlib.import_module('mmdynup.ops.triton_kernels')
 
 
-def resolve_implementation(impl: Optional[str], *tensors: Tensor) -> str:
-    """The concrete implementation (``'reference'``, ``'tiled'`` or ``'triton'``) for a call.
+def resolve_implementation(impl: Optional[str], *tensors: Tensor, native: bool = False) -> str:
+    """The concrete implementation (``'reference'``, ``'tiled'``, ``'triton'`` or ``'native'``)
+    for a call.
 
     Args:
         impl: the call's ``impl`` argument, or None to use the active :func:`use_implementation`
             choice.
         tensors: the call's tensor inputs (their device decides ``'auto'``).
+        native: whether the op has a C++ CPU kernel; without one ``'native'`` resolves to
+            ``'tiled'``, and so it does for tensors that are not all on the CPU.
     """
     if impl is not None:
         check_implementation(impl)
     if is_compiling():
         # Dynamo cannot read context variables, and graphs should hold plain ops: only an
         # explicit ``impl`` overrides the reference here.
-        return 'reference' if impl in (None, 'auto') else impl
-    chosen = active_implementation() if impl is None else impl
+        chosen = 'reference' if impl in (None, 'auto') else impl
+    else:
+        chosen = active_implementation() if impl is None else impl
+    on_cpu = all(tensor.device.type == 'cpu' for tensor in tensors)
+    if chosen == 'native':
+        return 'native' if native and on_cpu else 'tiled'
     if chosen != 'auto':
         if chosen == 'triton' and not triton_available():
             raise RuntimeError("impl='triton' was requested but triton does not import; "
@@ -131,7 +142,14 @@ def resolve_implementation(impl: Optional[str], *tensors: Tensor) -> str:
         return 'reference'
     if all(tensor.is_cuda for tensor in tensors) and triton_available():
         return 'triton'
+    if native and on_cpu and native_module() is not None:
+        return 'native'
     return 'tiled'
+
+
+def native_module(required: bool = False) -> Optional[ModuleType]:
+    """The compiled C++ CPU kernels (:func:`mmdynup.ops.native.native_kernels`), or None."""
+    return importlib.import_module('mmdynup.ops.native').native_kernels(required)
 
 
 def autocast_inputs(*tensors: Tensor) -> Tuple[Tensor, ...]:

@@ -167,8 +167,8 @@ CASES = [
              'kernels have 8 taps but kernel_size=3 needs 9'),
     BadInput('tensor', 'unknown implementation',
              "reassemble(torch.randn(1, 4, 3, 3), torch.rand(1, 1, 9, 6, 6), 3, 2, impl='fast')",
-             ValueError, "impl must be one of ('auto', 'reference', 'tiled', 'triton'), got "
-                         "'fast'"),
+             ValueError, "impl must be one of ('auto', 'reference', 'tiled', 'triton', 'native'), "
+                         "got 'fast'"),
     # --- configs ---
     BadInput('config', 'a name instead of a config', "build_upsampler('DySample')", TypeError,
              'cfg must be a dict with a "type" key, got str'),

@@ -1,6 +1,6 @@
-"""Local deformable attention: the reference against a per-pixel brute force, both fast paths
-(point by point; fused, one head per group) against the reference (output and every gradient),
-and the op's argument checks.
+"""Local deformable attention: the reference against a per-pixel brute force, the fast paths
+(point by point; fused, one head per group; the C++ CPU kernel) against the reference (output
+and every gradient), the kernel's determinism and fallback, and the op's argument checks.
 
 Tolerances: float64 1e-10 (only summation orders differ); float32 / bfloat16 by the ratio rule
 err(fast) <= 2 * err(reference in the same precision) against the float64 reference.
@@ -10,11 +10,13 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import mmdynup.ops.deformable_attention as deformable_attention
+import mmdynup.ops.native as native
 from mmdynup.ops.deformable_attention import (FusedDeformableAttention,
                                               LocalDeformableAttention,
+                                              NativeDeformableAttention,
                                               local_deformable_attention,
                                               local_deformable_attention_reference)
-from mmdynup.ops.dispatch import use_implementation
+from mmdynup.ops.dispatch import resolve_implementation, use_implementation
 from tests.ops.test_point_sampling import bilinear_brute_force, random_positions
 
 # (batch, D, C, heads, groups, points, low-res (H, W), output (oH, oW), key bias)
@@ -32,6 +34,9 @@ FUSED_CASES = [
     (2, 8, 8, 2, 2, 9, (6, 7), (11, 13), True),  # enough pixels for stable maximum errors
 ]
 NAMES = ('output', 'grad query', 'grad key', 'grad value', 'grad positions', 'grad key bias')
+#: The fast implementations on CPU: pure PyTorch, and the C++ kernel (built on first use; the
+#: development environment has a compiler, so a failing build fails these tests).
+FAST = ('tiled', 'native')
 
 
 def make_inputs(case, dtype=torch.float64, seed=0):
@@ -125,11 +130,12 @@ def fused_tiles(request, monkeypatch):
     return request.param
 
 
+@pytest.mark.parametrize('impl', FAST)
 @pytest.mark.parametrize('case', CASES + FUSED_CASES[:2])
-def test_fast_equals_reference_float64(case, fused_tiles):
+def test_fast_equals_reference_float64(case, impl, fused_tiles):
     inputs, grad = make_inputs(case)
     expected = run('reference', inputs, grad)
-    result = run('tiled', inputs, grad)
+    result = run(impl, inputs, grad)
     for name, got, want in zip(NAMES, result, expected):
         if want is None:
             assert got is None, name
@@ -149,14 +155,64 @@ def test_fused_gradcheck(monkeypatch):
         lambda *args: FusedDeformableAttention.apply(*args, inputs['scale']), tensors)
 
 
+def test_native_gradcheck():
+    """The C++ kernel's backward is the derivative of its forward (float64; heads and groups
+    split the channels differently; positions reach outside the image)."""
+    inputs, _ = make_inputs((1, 4, 6, 2, 1, 3, (3, 3), (3, 4), True))
+    tensors = [inputs[name].clone().requires_grad_() for name in
+               ('query', 'key', 'value', 'positions', 'key_bias')]
+    assert torch.autograd.gradcheck(
+        lambda *args: NativeDeformableAttention.apply(*args, 2, inputs['scale']), tensors)
+
+
+def test_native_is_bit_identical_across_runs_and_thread_counts():
+    inputs, grad = make_inputs(FUSED_CASES[3], torch.float32)
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for count in (1, 2, 1):
+            torch.set_num_threads(count)
+            results.append(run('native', inputs, grad))
+    finally:
+        torch.set_num_threads(threads)
+    for other in results[1:]:
+        for name, got, want in zip(NAMES, other, results[0]):
+            assert torch.equal(got, want), name
+
+
+def test_native_falls_back_or_raises_when_disabled(monkeypatch):
+    """``MMDYNUP_NATIVE=0``: 'auto' runs the PyTorch fast path; an explicit 'native' raises with
+    the reason and the fix."""
+    inputs, _ = make_inputs(FUSED_CASES[0])
+    monkeypatch.setenv('MMDYNUP_NATIVE', '0')
+    assert resolve_implementation(None, inputs['query'], native=True) == 'tiled'
+    with pytest.raises(RuntimeError, match='MMDYNUP_NATIVE=0 is set.*impl=.auto'):
+        local_deformable_attention(**inputs, impl='native')
+    monkeypatch.delenv('MMDYNUP_NATIVE')
+    assert resolve_implementation(None, inputs['query'], native=True) == 'native'
+    # Ops without a kernel, and 'native' on an op without one, mean 'tiled'.
+    assert resolve_implementation('native', inputs['query']) == 'tiled'
+    assert resolve_implementation(None, inputs['query']) == 'tiled'
+
+
+def test_native_build_key_follows_the_sources(monkeypatch, tmp_path):
+    """A changed source (or flag) gets another build folder: no stale binary is loaded."""
+    key = native.build_key()
+    changed = tmp_path / 'deformable_attention.cpp'
+    changed.write_bytes(native.SOURCES[0].read_bytes() + b'\n// changed\n')
+    monkeypatch.setattr(native, 'SOURCES', (changed,))
+    assert native.build_key() != key
+
+
+@pytest.mark.parametrize('impl', FAST)
 @pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize('case', CASES[:2] + FUSED_CASES[3:])
-def test_low_precision_ratio_rule(case, dtype):
+def test_low_precision_ratio_rule(case, dtype, impl):
     inputs, grad = make_inputs(case, dtype)
     exact = run('reference', {name: value.double() if isinstance(value, torch.Tensor) else value
                               for name, value in inputs.items()}, grad.double())
     reference = run('reference', inputs, grad)
-    fast = run('tiled', inputs, grad)
+    fast = run(impl, inputs, grad)
     for name, fast_value, reference_value, exact_value in zip(NAMES, fast, reference, exact):
         assert fast_value.dtype == reference_value.dtype, name
         fast_error = (fast_value.double() - exact_value).abs().max()
@@ -164,12 +220,13 @@ def test_low_precision_ratio_rule(case, dtype):
         assert fast_error <= 2 * reference_error, (name, fast_error, reference_error)
 
 
+@pytest.mark.parametrize('impl', FAST)
 @pytest.mark.parametrize('needed', [('value',), ('query', 'key_bias'), ('positions',)])
-def test_partial_gradients(needed):
+def test_partial_gradients(needed, impl):
     """Only the requested gradients are computed, and they equal the reference's."""
     inputs, grad = make_inputs(CASES[0])
     results = []
-    for impl in ('reference', 'tiled'):
+    for impl in ('reference', impl):
         tensors = {name: value.clone().requires_grad_(name in needed)
                    for name, value in inputs.items() if isinstance(value, torch.Tensor)}
         out = local_deformable_attention(**tensors, num_heads=1, scale=0.5, impl=impl)
@@ -178,14 +235,19 @@ def test_partial_gradients(needed):
         torch.testing.assert_close(got, want, atol=1e-10, rtol=0)
 
 
-@pytest.mark.parametrize('case,function', [(CASES[0], LocalDeformableAttention),
-                                           (FUSED_CASES[0], FusedDeformableAttention)])
-def test_switch_selects_the_fast_path(case, function, monkeypatch):
+@pytest.mark.parametrize('case,function,impl', [
+    (CASES[0], LocalDeformableAttention, 'tiled'),
+    (FUSED_CASES[0], FusedDeformableAttention, 'tiled'),
+    (CASES[0], NativeDeformableAttention, 'auto'),  # the CPU default: the C++ kernel
+    (FUSED_CASES[0], NativeDeformableAttention, 'auto'),
+])
+def test_switch_selects_the_fast_path(case, function, impl, monkeypatch):
     inputs, _ = make_inputs(case)
     calls = []
     apply = function.apply
     monkeypatch.setattr(function, 'apply', lambda *args: calls.append(1) or apply(*args))
-    local_deformable_attention(**inputs)  # CPU default: the fast path
+    with use_implementation(impl):
+        local_deformable_attention(**inputs)
     with use_implementation('reference'):
         local_deformable_attention(**inputs)
     assert calls == [1]

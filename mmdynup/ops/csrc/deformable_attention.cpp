@@ -1,0 +1,580 @@
+// Local deformable attention on CPU: forward and backward in one pass over the pixels, without
+// any sampled map of all points (mmdynup.ops.deformable_attention documents the operator; its
+// plain-PyTorch reference is local_deformable_attention_reference).
+//
+// Layouts (all contiguous):
+//   query       (B, D, N)          N = oH * oW output pixels, channels first (the host's layout)
+//   key_planes  (B, H, W, D)       channels last: a sampled corner is one contiguous row
+//   value_planes(B, H, W, C)
+//   positions   (B, G, P, N, 2)    (x, y) in low-resolution pixels, centres at k + 0.5
+//   key_bias    (heads, P, D / heads) or empty
+//   attention   (B, heads, P, N)   softmax weights, saved by the forward for the backward
+// Offset group g reads key channels [g D / G, (g + 1) D / G) and value channels likewise; head h
+// owns key channels [h D / heads, ...) and value channels likewise. Channels are processed in
+// "segments", the intersections of head and group ranges.
+//
+// Corners outside the image read zero (grid_sample's zero padding, align_corners=False).
+// Every output element is written by exactly one thread and summed in a fixed order, so results
+// are bit-identical from run to run at any thread count.
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+namespace {
+
+constexpr int64_t kTile = 64;  // output pixels per inner tile (local channels-last buffers)
+
+struct Segment {
+  int64_t start, end, head, group;
+};
+
+// Intersections of `heads` equal chunks and `groups` equal chunks of [0, channels).
+std::vector<Segment> segments(int64_t channels, int64_t heads, int64_t groups) {
+  std::vector<Segment> out;
+  const int64_t per_head = channels / heads, per_group = channels / groups;
+  int64_t start = 0;
+  while (start < channels) {
+    const int64_t head = start / per_head, group = start / per_group;
+    const int64_t end = std::min((head + 1) * per_head, (group + 1) * per_group);
+    out.push_back({start, end, head, group});
+    start = end;
+  }
+  return out;
+}
+
+template <typename scalar_t>
+struct Corners {
+  int64_t row[4];       // row of the plane (y * W + x), -1 outside the image
+  scalar_t weight[4];   // bilinear weights
+  scalar_t d_dx[4];     // their derivatives by the position's x and y
+  scalar_t d_dy[4];
+};
+
+template <typename scalar_t>
+inline void bilinear_corners(scalar_t px, scalar_t py, int64_t height, int64_t width,
+                             Corners<scalar_t>& c) {
+  const scalar_t u = px - scalar_t(0.5), v = py - scalar_t(0.5);
+  // A point at least a pixel outside (or not finite) touches no pixel of the image.
+  if (!(u > scalar_t(-1) && u < scalar_t(width) && v > scalar_t(-1) && v < scalar_t(height))) {
+    for (int k = 0; k < 4; ++k) {
+      c.row[k] = -1;
+      c.weight[k] = c.d_dx[k] = c.d_dy[k] = scalar_t(0);
+    }
+    return;
+  }
+  const scalar_t left = std::floor(u), top = std::floor(v);
+  const scalar_t fx = u - left, fy = v - top;
+  const int64_t x0 = static_cast<int64_t>(left), y0 = static_cast<int64_t>(top);
+  const int64_t xs[4] = {x0, x0 + 1, x0, x0 + 1}, ys[4] = {y0, y0, y0 + 1, y0 + 1};
+  const scalar_t w[4] = {(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy};
+  const scalar_t dx[4] = {-(1 - fy), 1 - fy, -fy, fy};
+  const scalar_t dy[4] = {-(1 - fx), -fx, 1 - fx, fx};
+  for (int k = 0; k < 4; ++k) {
+    const bool inside = xs[k] >= 0 && xs[k] < width && ys[k] >= 0 && ys[k] < height;
+    c.row[k] = inside ? ys[k] * width + xs[k] : -1;
+    c.weight[k] = inside ? w[k] : scalar_t(0);
+    c.d_dx[k] = inside ? dx[k] : scalar_t(0);
+    c.d_dy[k] = inside ? dy[k] : scalar_t(0);
+  }
+}
+
+// Channels are processed in blocks of kLanes: a block's accumulators are a fixed-size array the
+// compiler keeps in vector registers; reductions over a block are pairwise trees.
+constexpr int64_t kLanes = 16;
+
+template <typename scalar_t>
+inline scalar_t reduce_lanes(scalar_t* acc) {
+  for (int64_t width = kLanes / 2; width > 0; width /= 2) {
+#pragma omp simd
+    for (int64_t l = 0; l < width; ++l) acc[l] += acc[l + width];
+  }
+  return acc[0];
+}
+
+// One valid corner of a point: its row in a channels-last plane and its coefficients.
+template <typename scalar_t>
+struct Tap {
+  const scalar_t* row;
+  scalar_t weight, d_dx, d_dy;
+};
+
+// The valid corners of `c` as taps into `plane` (row stride `stride`, channel offset `start`).
+template <typename scalar_t>
+inline int taps_of(const Corners<scalar_t>& c, const scalar_t* plane, int64_t stride,
+                   int64_t start, Tap<scalar_t>* taps) {
+  int count = 0;
+  for (int k = 0; k < 4; ++k) {
+    if (c.row[k] >= 0) taps[count++] = {plane + c.row[k] * stride + start, c.weight[k], c.d_dx[k], c.d_dy[k]};
+  }
+  return count;
+}
+
+// sum_l vec[l] * sum_j coef_j row_j[l] over len channels for the coefficient sets
+// [first, first + sets) of (weight, d_dx, d_dy): out[0 .. sets).
+template <typename scalar_t, int first, int sets>
+inline void tap_dots(const Tap<scalar_t>* taps, int count, const scalar_t* vec, int64_t len,
+                     scalar_t* out) {
+  scalar_t acc[sets][kLanes] = {};
+  int64_t b0 = 0;
+  for (; b0 + kLanes <= len; b0 += kLanes) {
+    for (int j = 0; j < count; ++j) {
+      const scalar_t* row = taps[j].row + b0;
+      const scalar_t coef[3] = {taps[j].weight, taps[j].d_dx, taps[j].d_dy};
+      for (int s_ = 0; s_ < sets; ++s_) {
+#pragma omp simd
+        for (int64_t l = 0; l < kLanes; ++l) acc[s_][l] += coef[first + s_] * row[l] * vec[b0 + l];
+      }
+    }
+  }
+  for (; b0 < len; ++b0) {
+    for (int j = 0; j < count; ++j) {
+      const scalar_t coef[3] = {taps[j].weight, taps[j].d_dx, taps[j].d_dy};
+      for (int s_ = 0; s_ < sets; ++s_) acc[s_][0] += coef[first + s_] * taps[j].row[b0] * vec[b0];
+    }
+  }
+  for (int s_ = 0; s_ < sets; ++s_) out[s_] = reduce_lanes(acc[s_]);
+}
+
+// out[0:len] (+)= sum_j scales[j] * taps[j].weight * taps[j].row[0:len].
+template <typename scalar_t>
+inline void tap_sum(const Tap<scalar_t>* taps, const scalar_t* scales, int count, int64_t len,
+                    scalar_t* out, bool accumulate) {
+  int64_t b0 = 0;
+  for (; b0 + kLanes <= len; b0 += kLanes) {
+    scalar_t acc[kLanes];
+    for (int64_t l = 0; l < kLanes; ++l) acc[l] = accumulate ? out[b0 + l] : scalar_t(0);
+    for (int j = 0; j < count; ++j) {
+      const scalar_t coef = scales[j] * taps[j].weight;
+      const scalar_t* row = taps[j].row + b0;
+#pragma omp simd
+      for (int64_t l = 0; l < kLanes; ++l) acc[l] += coef * row[l];
+    }
+    for (int64_t l = 0; l < kLanes; ++l) out[b0 + l] = acc[l];
+  }
+  for (; b0 < len; ++b0) {
+    scalar_t acc = accumulate ? out[b0] : scalar_t(0);
+    for (int j = 0; j < count; ++j) acc += scales[j] * taps[j].weight * taps[j].row[b0];
+    out[b0] = acc;
+  }
+}
+
+template <typename scalar_t>
+inline scalar_t dot(const scalar_t* a, const scalar_t* b, int64_t len) {
+  scalar_t acc[kLanes] = {};
+  int64_t b0 = 0;
+  for (; b0 + kLanes <= len; b0 += kLanes) {
+#pragma omp simd
+    for (int64_t l = 0; l < kLanes; ++l) acc[l] += a[b0 + l] * b[b0 + l];
+  }
+  for (; b0 < len; ++b0) acc[0] += a[b0] * b[b0];
+  return reduce_lanes(acc);
+}
+
+template <typename scalar_t>
+inline void axpy(scalar_t alpha, const scalar_t* x, scalar_t* y, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+}
+
+// dst[t][c] = src[c][n0 + t] for t < count: a (channels, N) slice to a (tile, channels) buffer.
+template <typename scalar_t>
+inline void gather_tile(const scalar_t* src, int64_t channels, int64_t pixels, int64_t n0,
+                        int64_t count, scalar_t factor, scalar_t* dst) {
+  for (int64_t c = 0; c < channels; ++c) {
+    const scalar_t* row = src + c * pixels + n0;
+    for (int64_t t = 0; t < count; ++t) dst[t * channels + c] = row[t] * factor;
+  }
+}
+
+template <typename scalar_t>
+inline void scatter_tile(const scalar_t* src, int64_t channels, int64_t pixels, int64_t n0,
+                         int64_t count, scalar_t* dst) {
+  for (int64_t c = 0; c < channels; ++c) {
+    scalar_t* row = dst + c * pixels + n0;
+    for (int64_t t = 0; t < count; ++t) row[t] = src[t * channels + c];
+  }
+}
+
+struct Shape {
+  int64_t batch, dim, channels, pixels, height, width, groups, points, heads;
+};
+
+Shape shape_of(const at::Tensor& query, const at::Tensor& key_planes,
+               const at::Tensor& value_planes, const at::Tensor& positions, int64_t heads) {
+  TORCH_CHECK(query.dim() == 3 && key_planes.dim() == 4 && value_planes.dim() == 4 &&
+                  positions.dim() == 5,
+              "deformable attention kernel: unexpected ranks");
+  Shape s{query.size(0),        query.size(1),     value_planes.size(3), query.size(2),
+          key_planes.size(1),   key_planes.size(2), positions.size(1),   positions.size(2),
+          heads};
+  TORCH_CHECK(key_planes.size(3) == s.dim && positions.size(3) == s.pixels,
+              "deformable attention kernel: inconsistent shapes");
+  return s;
+}
+
+// Corners of every (group, point) of pixels [n0, n0 + count) of batch b: corners[t][g][p].
+template <typename scalar_t>
+void tile_corners(const scalar_t* positions, const Shape& s, int64_t b, int64_t n0,
+                  int64_t count, Corners<scalar_t>* corners) {
+  for (int64_t g = 0; g < s.groups; ++g) {
+    for (int64_t p = 0; p < s.points; ++p) {
+      const scalar_t* where = positions + (((b * s.groups + g) * s.points + p) * s.pixels + n0) * 2;
+      for (int64_t t = 0; t < count; ++t) {
+        bilinear_corners(where[2 * t], where[2 * t + 1], s.height, s.width,
+                         corners[(t * s.groups + g) * s.points + p]);
+      }
+    }
+  }
+}
+
+template <typename scalar_t>
+void forward_kernel(const at::Tensor& query_t, const at::Tensor& key_t, const at::Tensor& value_t,
+                    const at::Tensor& positions_t, const at::Tensor& bias_t, const Shape& s,
+                    double scale_d, at::Tensor& out_t, at::Tensor& attention_t) {
+  const scalar_t* query = query_t.data_ptr<scalar_t>();
+  const scalar_t* key = key_t.data_ptr<scalar_t>();
+  const scalar_t* value = value_t.data_ptr<scalar_t>();
+  const scalar_t* positions = positions_t.data_ptr<scalar_t>();
+  const scalar_t* bias = bias_t.numel() ? bias_t.data_ptr<scalar_t>() : nullptr;
+  scalar_t* out = out_t.data_ptr<scalar_t>();
+  scalar_t* attention = attention_t.data_ptr<scalar_t>();
+  const scalar_t scale = static_cast<scalar_t>(scale_d);
+  const auto key_segments = segments(s.dim, s.heads, s.groups);
+  const auto value_segments = segments(s.channels, s.heads, s.groups);
+  const int64_t plane = s.height * s.width, head_dim = s.dim / s.heads;
+  const int64_t tiles = (s.pixels + kTile - 1) / kTile;
+  at::parallel_for(0, s.batch * tiles, 1, [&](int64_t begin, int64_t end) {
+    std::vector<scalar_t> q(kTile * s.dim), o(kTile * s.channels), logits(s.heads * s.points);
+    std::vector<Corners<scalar_t>> corners(kTile * s.groups * s.points);
+    std::vector<Tap<scalar_t>> taps(4 * s.points);
+    std::vector<scalar_t> scales(4 * s.points);
+    for (int64_t job = begin; job < end; ++job) {
+      const int64_t b = job / tiles, n0 = (job % tiles) * kTile;
+      const int64_t count = std::min(kTile, s.pixels - n0);
+      gather_tile(query + b * s.dim * s.pixels, s.dim, s.pixels, n0, count, scale, q.data());
+      tile_corners(positions, s, b, n0, count, corners.data());
+      const scalar_t* key_b = key + b * plane * s.dim;
+      const scalar_t* value_b = value + b * plane * s.channels;
+      for (int64_t t = 0; t < count; ++t) {
+        const scalar_t* qt = q.data() + t * s.dim;
+        const Corners<scalar_t>* ct = corners.data() + t * s.groups * s.points;
+        std::fill(logits.begin(), logits.end(), scalar_t(0));
+        for (const auto& seg : key_segments) {
+          const int64_t len = seg.end - seg.start;
+          for (int64_t p = 0; p < s.points; ++p) {
+            const int count_taps = taps_of(ct[seg.group * s.points + p], key_b, s.dim, seg.start, taps.data());
+            scalar_t acc;
+            tap_dots<scalar_t, 0, 1>(taps.data(), count_taps, qt + seg.start, len, &acc);
+            if (bias) {
+              acc += dot(qt + seg.start,
+                         bias + (seg.head * s.points + p) * head_dim + (seg.start - seg.head * head_dim),
+                         len);
+            }
+            logits[seg.head * s.points + p] += acc;
+          }
+        }
+        // Softmax over the points of every head.
+        for (int64_t h = 0; h < s.heads; ++h) {
+          scalar_t* row = logits.data() + h * s.points;
+          const scalar_t peak = *std::max_element(row, row + s.points);
+          scalar_t total = 0;
+          for (int64_t p = 0; p < s.points; ++p) total += (row[p] = std::exp(row[p] - peak));
+          for (int64_t p = 0; p < s.points; ++p) {
+            row[p] /= total;
+            attention[((b * s.heads + h) * s.points + p) * s.pixels + n0 + t] = row[p];
+          }
+        }
+        // The output: one weighted sum of the valid corners of all points, per value segment.
+        scalar_t* ot = o.data() + t * s.channels;
+        for (const auto& seg : value_segments) {
+          int count_taps = 0;
+          for (int64_t p = 0; p < s.points; ++p) {
+            const int added = taps_of(ct[seg.group * s.points + p], value_b, s.channels, seg.start,
+                                      taps.data() + count_taps);
+            std::fill(scales.begin() + count_taps, scales.begin() + count_taps + added,
+                      logits[seg.head * s.points + p]);
+            count_taps += added;
+          }
+          tap_sum(taps.data(), scales.data(), count_taps, seg.end - seg.start, ot + seg.start, false);
+        }
+      }
+      scatter_tile(o.data(), s.channels, s.pixels, n0, count, out + b * s.channels * s.pixels);
+    }
+  });
+}
+
+// Backward, per pixel: the logits' gradient, the query's and the positions'.
+template <typename scalar_t>
+void pixel_backward_kernel(const at::Tensor& grad_out_t, const at::Tensor& query_t,
+                           const at::Tensor& key_t, const at::Tensor& value_t,
+                           const at::Tensor& positions_t, const at::Tensor& bias_t,
+                           const at::Tensor& attention_t, const Shape& s, double scale_d,
+                           bool need_query, bool need_positions, at::Tensor& grad_logits_t,
+                           at::Tensor& grad_query_t, at::Tensor& grad_positions_t) {
+  const scalar_t* grad_out = grad_out_t.data_ptr<scalar_t>();
+  const scalar_t* query = query_t.data_ptr<scalar_t>();
+  const scalar_t* key = key_t.data_ptr<scalar_t>();
+  const scalar_t* value = value_t.data_ptr<scalar_t>();
+  const scalar_t* positions = positions_t.data_ptr<scalar_t>();
+  const scalar_t* bias = bias_t.numel() ? bias_t.data_ptr<scalar_t>() : nullptr;
+  const scalar_t* attention = attention_t.data_ptr<scalar_t>();
+  scalar_t* grad_logits = grad_logits_t.data_ptr<scalar_t>();
+  scalar_t* grad_query = need_query ? grad_query_t.data_ptr<scalar_t>() : nullptr;
+  scalar_t* grad_positions = need_positions ? grad_positions_t.data_ptr<scalar_t>() : nullptr;
+  const scalar_t scale = static_cast<scalar_t>(scale_d);
+  const auto key_segments = segments(s.dim, s.heads, s.groups);
+  const auto value_segments = segments(s.channels, s.heads, s.groups);
+  const int64_t plane = s.height * s.width, head_dim = s.dim / s.heads;
+  const int64_t tiles = (s.pixels + kTile - 1) / kTile;
+  const int64_t hp = s.heads * s.points, gp = s.groups * s.points;
+  at::parallel_for(0, s.batch * tiles, 1, [&](int64_t begin, int64_t end) {
+    std::vector<scalar_t> q(kTile * s.dim), g(kTile * s.channels), gq(kTile * s.dim);
+    std::vector<scalar_t> attn(hp), grad_attn(hp), gl(hp), grad_xy(gp * 2);
+    std::vector<scalar_t> value_dots(value_segments.size() * s.points * 3);
+    std::vector<Corners<scalar_t>> corners(kTile * gp);
+    std::vector<Tap<scalar_t>> taps(4 * s.points);
+    std::vector<scalar_t> scales(4 * s.points);
+    for (int64_t job = begin; job < end; ++job) {
+      const int64_t b = job / tiles, n0 = (job % tiles) * kTile;
+      const int64_t count = std::min(kTile, s.pixels - n0);
+      gather_tile(query + b * s.dim * s.pixels, s.dim, s.pixels, n0, count, scale, q.data());
+      gather_tile(grad_out + b * s.channels * s.pixels, s.channels, s.pixels, n0, count,
+                  scalar_t(1), g.data());
+      tile_corners(positions, s, b, n0, count, corners.data());
+      const scalar_t* key_b = key + b * plane * s.dim;
+      const scalar_t* value_b = value + b * plane * s.channels;
+      for (int64_t t = 0; t < count; ++t) {
+        const int64_t n = n0 + t;
+        const scalar_t* qt = q.data() + t * s.dim;
+        const scalar_t* gt = g.data() + t * s.channels;
+        const Corners<scalar_t>* ct = corners.data() + t * gp;
+        for (int64_t i = 0; i < hp; ++i) attn[i] = attention[(b * hp + i) * s.pixels + n];
+        // Per value segment and point: <g, V_p> (the attention's gradient) and its derivatives
+        // by the point's x and y (for the positions' gradient).
+        std::fill(grad_attn.begin(), grad_attn.end(), scalar_t(0));
+        for (size_t si = 0; si < value_segments.size(); ++si) {
+          const auto& seg = value_segments[si];
+          for (int64_t p = 0; p < s.points; ++p) {
+            const int count_taps = taps_of(ct[seg.group * s.points + p], value_b, s.channels, seg.start, taps.data());
+            scalar_t* dots = value_dots.data() + (si * s.points + p) * 3;
+            if (need_positions) {
+              tap_dots<scalar_t, 0, 3>(taps.data(), count_taps, gt + seg.start, seg.end - seg.start, dots);
+            } else {
+              tap_dots<scalar_t, 0, 1>(taps.data(), count_taps, gt + seg.start, seg.end - seg.start, dots);
+            }
+            grad_attn[seg.head * s.points + p] += dots[0];
+          }
+        }
+        // Softmax backward: d logit = a * (d a - sum_p a d a).
+        for (int64_t h = 0; h < s.heads; ++h) {
+          scalar_t inner = 0;
+          for (int64_t p = 0; p < s.points; ++p)
+            inner += attn[h * s.points + p] * grad_attn[h * s.points + p];
+          for (int64_t p = 0; p < s.points; ++p) {
+            const int64_t i = h * s.points + p;
+            gl[i] = attn[i] * (grad_attn[i] - inner);
+            grad_logits[(b * hp + i) * s.pixels + n] = gl[i];
+          }
+        }
+        // logit = sum (scale q) . (K_p + bias): the query's gradient, one weighted sum of the
+        // valid key corners of all points per key segment.
+        if (need_query) {
+          scalar_t* gqt = gq.data() + t * s.dim;
+          for (const auto& seg : key_segments) {
+            int count_taps = 0;
+            for (int64_t p = 0; p < s.points; ++p) {
+              const int added = taps_of(ct[seg.group * s.points + p], key_b, s.dim, seg.start,
+                                        taps.data() + count_taps);
+              std::fill(scales.begin() + count_taps, scales.begin() + count_taps + added,
+                        gl[seg.head * s.points + p] * scale);
+              count_taps += added;
+            }
+            tap_sum(taps.data(), scales.data(), count_taps, seg.end - seg.start, gqt + seg.start, false);
+            if (bias) {
+              for (int64_t p = 0; p < s.points; ++p) {
+                axpy(gl[seg.head * s.points + p] * scale,
+                     bias + (seg.head * s.points + p) * head_dim + (seg.start - seg.head * head_dim),
+                     gqt + seg.start, seg.end - seg.start);
+              }
+            }
+          }
+        }
+        if (need_positions) {
+          // d loss / d position = a d<g, V_p>/dpos + d logit * d<scale q, K_p>/dpos, per group.
+          std::fill(grad_xy.begin(), grad_xy.end(), scalar_t(0));
+          for (size_t si = 0; si < value_segments.size(); ++si) {
+            const auto& seg = value_segments[si];
+            for (int64_t p = 0; p < s.points; ++p) {
+              const scalar_t a = attn[seg.head * s.points + p];
+              const scalar_t* dots = value_dots.data() + (si * s.points + p) * 3;
+              grad_xy[(seg.group * s.points + p) * 2] += a * dots[1];
+              grad_xy[(seg.group * s.points + p) * 2 + 1] += a * dots[2];
+            }
+          }
+          for (const auto& seg : key_segments) {
+            for (int64_t p = 0; p < s.points; ++p) {
+              const int count_taps = taps_of(ct[seg.group * s.points + p], key_b, s.dim, seg.start, taps.data());
+              scalar_t dots[2];
+              tap_dots<scalar_t, 1, 2>(taps.data(), count_taps, qt + seg.start, seg.end - seg.start, dots);
+              const scalar_t weight = gl[seg.head * s.points + p];
+              grad_xy[(seg.group * s.points + p) * 2] += weight * dots[0];
+              grad_xy[(seg.group * s.points + p) * 2 + 1] += weight * dots[1];
+            }
+          }
+          for (int64_t g_ = 0; g_ < s.groups; ++g_) {
+            for (int64_t p = 0; p < s.points; ++p) {
+              scalar_t* where = grad_positions + (((b * s.groups + g_) * s.points + p) * s.pixels + n) * 2;
+              where[0] = grad_xy[(g_ * s.points + p) * 2];
+              where[1] = grad_xy[(g_ * s.points + p) * 2 + 1];
+            }
+          }
+        }
+      }
+      if (need_query) {
+        scatter_tile(gq.data(), s.dim, s.pixels, n0, count, grad_query + b * s.dim * s.pixels);
+      }
+    }
+  });
+}
+
+// Backward into the planes: every (batch, group) job adds the corners' shares of its channels,
+// pixel after pixel (a fixed order, no two jobs write the same element).
+template <typename scalar_t>
+void plane_backward_kernel(const at::Tensor& grad_out_t, const at::Tensor& query_t,
+                           const at::Tensor& positions_t, const at::Tensor& attention_t,
+                           const at::Tensor& grad_logits_t, const Shape& s, double scale_d,
+                           bool need_key, bool need_value, at::Tensor& grad_key_t,
+                           at::Tensor& grad_value_t) {
+  const scalar_t* grad_out = grad_out_t.data_ptr<scalar_t>();
+  const scalar_t* query = query_t.data_ptr<scalar_t>();
+  const scalar_t* positions = positions_t.data_ptr<scalar_t>();
+  const scalar_t* attention = attention_t.data_ptr<scalar_t>();
+  const scalar_t* grad_logits = grad_logits_t.data_ptr<scalar_t>();
+  scalar_t* grad_key = need_key ? grad_key_t.data_ptr<scalar_t>() : nullptr;
+  scalar_t* grad_value = need_value ? grad_value_t.data_ptr<scalar_t>() : nullptr;
+  const scalar_t scale = static_cast<scalar_t>(scale_d);
+  const auto key_segments = segments(s.dim, s.heads, s.groups);
+  const auto value_segments = segments(s.channels, s.heads, s.groups);
+  const int64_t plane = s.height * s.width, hp = s.heads * s.points;
+  const int64_t key_width = s.dim / s.groups, value_width = s.channels / s.groups;
+  at::parallel_for(0, s.batch * s.groups, 1, [&](int64_t begin, int64_t end) {
+    std::vector<scalar_t> q(kTile * key_width), g(kTile * value_width);
+    std::vector<Corners<scalar_t>> corners(s.points);
+    for (int64_t job = begin; job < end; ++job) {
+      const int64_t b = job / s.groups, group = job % s.groups;
+      const int64_t key_start = group * key_width, value_start = group * value_width;
+      for (int64_t n0 = 0; n0 < s.pixels; n0 += kTile) {
+        const int64_t count = std::min(kTile, s.pixels - n0);
+        if (need_key) {
+          gather_tile(query + (b * s.dim + key_start) * s.pixels, key_width, s.pixels, n0, count,
+                      scale, q.data());
+        }
+        if (need_value) {
+          gather_tile(grad_out + (b * s.channels + value_start) * s.pixels, value_width, s.pixels,
+                      n0, count, scalar_t(1), g.data());
+        }
+        for (int64_t t = 0; t < count; ++t) {
+          const int64_t n = n0 + t;
+          for (int64_t p = 0; p < s.points; ++p) {
+            const scalar_t* where = positions + (((b * s.groups + group) * s.points + p) * s.pixels + n) * 2;
+            bilinear_corners(where[0], where[1], s.height, s.width, corners[p]);
+          }
+          if (need_value) {
+            for (const auto& seg : value_segments) {
+              if (seg.group != group) continue;
+              const int64_t len = seg.end - seg.start;
+              const scalar_t* source = g.data() + t * value_width + (seg.start - value_start);
+              for (int64_t p = 0; p < s.points; ++p) {
+                const scalar_t a = attention[(b * hp + seg.head * s.points + p) * s.pixels + n];
+                const Corners<scalar_t>& c = corners[p];
+                for (int k = 0; k < 4; ++k) {
+                  if (c.row[k] >= 0)
+                    axpy(a * c.weight[k], source,
+                         grad_value + (b * plane + c.row[k]) * s.channels + seg.start, len);
+                }
+              }
+            }
+          }
+          if (need_key) {
+            for (const auto& seg : key_segments) {
+              if (seg.group != group) continue;
+              const int64_t len = seg.end - seg.start;
+              const scalar_t* source = q.data() + t * key_width + (seg.start - key_start);
+              for (int64_t p = 0; p < s.points; ++p) {
+                const scalar_t gl = grad_logits[(b * hp + seg.head * s.points + p) * s.pixels + n];
+                const Corners<scalar_t>& c = corners[p];
+                for (int k = 0; k < 4; ++k) {
+                  if (c.row[k] >= 0)
+                    axpy(gl * c.weight[k], source,
+                         grad_key + (b * plane + c.row[k]) * s.dim + seg.start, len);
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+void check_inputs(std::initializer_list<at::Tensor> tensors) {
+  const auto dtype = tensors.begin()->scalar_type();
+  for (const auto& tensor : tensors) {
+    TORCH_CHECK(tensor.device().is_cpu(), "deformable attention kernel: CPU tensors only");
+    TORCH_CHECK(tensor.is_contiguous(), "deformable attention kernel: contiguous tensors only");
+    TORCH_CHECK(tensor.numel() == 0 || tensor.scalar_type() == dtype,
+                "deformable attention kernel: one dtype for all tensors");
+  }
+}
+
+}  // namespace
+
+std::vector<at::Tensor> deformable_attention_forward(at::Tensor query, at::Tensor key_planes,
+                                                     at::Tensor value_planes, at::Tensor positions,
+                                                     at::Tensor key_bias, int64_t heads,
+                                                     double scale) {
+  check_inputs({query, key_planes, value_planes, positions, key_bias});
+  const Shape s = shape_of(query, key_planes, value_planes, positions, heads);
+  auto out = at::empty({s.batch, s.channels, s.pixels}, query.options());
+  auto attention = at::empty({s.batch, s.heads, s.points, s.pixels}, query.options());
+  AT_DISPATCH_FLOATING_TYPES(query.scalar_type(), "deformable_attention_forward", [&] {
+    forward_kernel<scalar_t>(query, key_planes, value_planes, positions, key_bias, s, scale, out,
+                             attention);
+  });
+  return {out, attention};
+}
+
+std::vector<at::Tensor> deformable_attention_backward(
+    at::Tensor grad_out, at::Tensor query, at::Tensor key_planes, at::Tensor value_planes,
+    at::Tensor positions, at::Tensor key_bias, at::Tensor attention, int64_t heads, double scale,
+    bool need_query, bool need_key, bool need_value, bool need_positions) {
+  check_inputs({grad_out, query, key_planes, value_planes, positions, key_bias, attention});
+  const Shape s = shape_of(query, key_planes, value_planes, positions, heads);
+  auto options = query.options();
+  auto grad_logits = at::empty({s.batch, s.heads, s.points, s.pixels}, options);
+  auto grad_query = need_query ? at::empty({s.batch, s.dim, s.pixels}, options) : at::empty({0}, options);
+  auto grad_positions = need_positions ? at::empty(positions.sizes(), options) : at::empty({0}, options);
+  auto grad_key = need_key ? at::zeros(key_planes.sizes(), options) : at::empty({0}, options);
+  auto grad_value = need_value ? at::zeros(value_planes.sizes(), options) : at::empty({0}, options);
+  AT_DISPATCH_FLOATING_TYPES(query.scalar_type(), "deformable_attention_backward", [&] {
+    pixel_backward_kernel<scalar_t>(grad_out, query, key_planes, value_planes, positions, key_bias,
+                                    attention, s, scale, need_query, need_positions, grad_logits,
+                                    grad_query, grad_positions);
+    if (need_key || need_value) {
+      plane_backward_kernel<scalar_t>(grad_out, query, positions, attention, grad_logits, s, scale,
+                                      need_key, need_value, grad_key, grad_value);
+    }
+  });
+  return {grad_query, grad_key, grad_value, grad_positions, grad_logits};
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("deformable_attention_forward", &deformable_attention_forward,
+        "local deformable attention, forward (CPU)");
+  m.def("deformable_attention_backward", &deformable_attention_backward,
+        "local deformable attention, backward (CPU)");
+}
