@@ -200,7 +200,9 @@ def _statistics(flat: Tensor, num_groups: Optional[int], eps: float):
             (variance + eps).rsqrt().repeat_interleave(per_channel, dim=1).unsqueeze(2))
 
 
-def _fast(impl: Optional[str], x: Tensor, *tensors: Optional[Tensor]) -> bool:
+def runs_fused(impl: Optional[str], x: Tensor, *tensors: Optional[Tensor]) -> bool:
+    """Whether a fused Function runs rather than the reference: ``impl`` (or the active choice)
+    is a fast path, autocast is off, and all tensors given share x's dtype."""
     present = [tensor for tensor in (x, *tensors) if tensor is not None]
     if resolve_implementation(impl, *present) == 'reference':
         return False
@@ -214,7 +216,7 @@ def layer_norm_projection(x: Tensor, norm_weight: Optional[Tensor], norm_bias: O
     """``W LayerNorm_C(x) + b``; see :func:`layer_norm_projection_reference` for shapes.
     ``impl`` as in :mod:`mmdynup.ops.dispatch` (every fast name runs
     :class:`NormalizedProjection`)."""
-    if not _fast(impl, x, norm_weight, norm_bias, weight, bias):
+    if not runs_fused(impl, x, norm_weight, norm_bias, weight, bias):
         return layer_norm_projection_reference(x, norm_weight, norm_bias, eps, weight, bias)
     return NormalizedProjection.apply(x, norm_weight, norm_bias, _matrix(weight), bias, eps, None)
 
@@ -225,7 +227,7 @@ def group_norm_projection(x: Tensor, num_groups: int, norm_weight: Optional[Tens
     """``W GroupNorm(x) + b``; see :func:`group_norm_projection_reference` for shapes."""
     if x.shape[1] % num_groups:
         raise ValueError(f'x has {x.shape[1]} channels, not divisible by num_groups={num_groups}')
-    if not _fast(impl, x, norm_weight, norm_bias, weight, bias):
+    if not runs_fused(impl, x, norm_weight, norm_bias, weight, bias):
         return group_norm_projection_reference(x, num_groups, norm_weight, norm_bias, eps,
                                                weight, bias)
     return NormalizedProjection.apply(x, norm_weight, norm_bias, _matrix(weight), bias, eps,

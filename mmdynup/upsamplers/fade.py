@@ -37,6 +37,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor, nn
 
+from ..ops.projected_convolution import projected_convolution
 from ..ops.reassembly import gated_reassemble, parent_index, reassemble
 from ..registry import register_upsampler
 from ..checks import check_odd_kernel, check_positive_int, check_scale_factor
@@ -75,7 +76,10 @@ class SemiShift(nn.Module):
     ``embedding_dim`` channels; one ``content_encoder`` (3x3, padding 1, ``encoder_groups``
     groups) maps each to k*k scores; the decoder's are nearest-upsampled and added.
 
-    Shapes: guide (B, C_g, oH, oW), x (B, C, H, W) -> (B, k*k, oH, oW).
+    Shapes: guide (B, C_g, oH, oW), x (B, C, H, W) -> (B, k*k, oH, oW); with ``share_guide``
+    also the guide, to be used in its place downstream (its gradient is then added to the
+    encoder branch's in one buffer: :func:`~mmdynup.ops.projected_convolution.projected_convolution`,
+    which also keeps no ``embedding_dim``-channel full-resolution activation for the backward).
     """
 
     def __init__(self, guide_channels: int, in_channels: int, kernel_taps: int,
@@ -94,11 +98,15 @@ class SemiShift(nn.Module):
             if conv.bias is not None:
                 nn.init.zeros_(conv.bias)
 
-    def forward(self, guide: Tensor, x: Tensor, scale_factor: int) -> Tensor:
+    def forward(self, guide: Tensor, x: Tensor, scale_factor: int, share_guide: bool = False):
         size = tuple(guide.shape[-2:])
-        encoder_part = self.content_encoder(self.compressor_en(guide))
-        decoder_part = self.content_encoder(self.compressor_de(x))
-        return encoder_part + nearest_upsample_to(decoder_part, scale_factor, size)
+        encoder = self.content_encoder
+        encoder_part, guide = projected_convolution(
+            guide, self.compressor_en.weight, self.compressor_en.bias, encoder.weight,
+            encoder.bias, encoder.groups, share_input=True)
+        decoder_part = encoder(self.compressor_de(x))
+        scores = encoder_part + nearest_upsample_to(decoder_part, scale_factor, size)
+        return (scores, guide) if share_guide else scores
 
 
 class ConferenceSemiShift(SemiShift):
@@ -178,8 +186,8 @@ class FADE(Upsampler):
                 f'gating={self.gating}, embedding_dim={self.embedding_dim}')
 
     def upsample(self, x: Tensor, guide: Optional[Tensor], size: Tuple[int, int]) -> Tensor:
-        kernels = normalise_kernels(self.ker_generator(guide, x, self.scale_factor), groups=1,
-                                    dtype=x.dtype)
+        scores, guide = self.ker_generator(guide, x, self.scale_factor, share_guide=True)
+        kernels = normalise_kernels(scores, groups=1, dtype=x.dtype)
         if not self.gating:
             return reassemble(x, kernels, self.up_kernel_size, self.scale_factor)
         gate = self.gate_generator(x, self.scale_factor, size)
