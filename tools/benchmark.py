@@ -18,8 +18,16 @@ What is measured, per (upsampler, path, size):
   through ``/proc/self/clear_refs`` and after ``malloc_trim`` returned freed heap pages) minus
   the resident set before the call. That counts every page the call touches - outputs, saved
   tensors, gradients, temporaries, allocator overhead - and nothing freed earlier can hide a
-  peak because it was handed back to the OS first. By default every CPU case runs in a fresh
-  process (``--isolation process``), so earlier cases leave no allocator state behind;
+  peak because it was handed back to the OS first. During that step glibc maps every block of
+  64 KiB or more on its own (``mallopt(M_MMAP_THRESHOLD)``, :func:`fixed_mmap_threshold`), so a
+  freed tensor leaves the resident set at once: the figure is the peak of live memory. (With
+  glibc's default, dynamic threshold, freed blocks could stay in the heap, and identical runs
+  of SAPA-deform read 150-180 MiB at size 64 where this probe reads 116 MiB every time; the
+  tables before December 2026 used that default.) By default every CPU case runs in two fresh
+  processes (``--isolation process``): one measures the memory with that threshold set from its
+  start, the other the times under the default allocator, and earlier cases leave no allocator
+  state behind (``--isolation none``: times first, then the memory with the threshold set at
+  that point, after the timing runs grew the heap);
 * an operator that overrides the top-down merge (FreqFusion, which also enhances the finer
   level) is measured as its whole merge step ``merge(x, guide)``, the others as ``up(x, guide)``;
 * parameters, and forward FLOPs of matrix products and convolutions
@@ -45,6 +53,7 @@ installed mmcv). They are not shipped with mmdynup. A module that does not impor
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import gc
 import importlib
@@ -57,7 +66,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -266,6 +275,30 @@ def release_free_memory(device: torch.device) -> None:
         clear_refs.write('5')  # resets VmHWM to the current resident set
 
 
+#: glibc's mallopt parameter for the size from which malloc maps blocks instead of using the heap.
+M_MMAP_THRESHOLD = -3
+#: The threshold during memory measurement (glibc's default starts at 128 KiB and then grows
+#: with the blocks freed, up to 32 MiB: later allocations below it stay in the heap).
+MEASURE_MMAP_THRESHOLD = 64 * 1024
+DEFAULT_MMAP_THRESHOLD = 128 * 1024
+
+
+@contextlib.contextmanager
+def fixed_mmap_threshold(device: torch.device) -> Iterator[None]:
+    """On CPU (glibc), map every block of at least :data:`MEASURE_MMAP_THRESHOLD` bytes on its
+    own inside the block, so freed tensors leave the resident set at once; the threshold is put
+    back to glibc's initial value afterwards (no longer dynamic). Nothing on CUDA."""
+    if device.type != 'cpu':
+        yield
+        return
+    libc = ctypes.CDLL('libc.so.6')
+    libc.mallopt(M_MMAP_THRESHOLD, MEASURE_MMAP_THRESHOLD)
+    try:
+        yield
+    finally:
+        libc.mallopt(M_MMAP_THRESHOLD, DEFAULT_MMAP_THRESHOLD)
+
+
 def memory_in_use(device: torch.device) -> int:
     return torch.cuda.memory_allocated() if device.type == 'cuda' else resident_bytes()
 
@@ -375,29 +408,48 @@ def run_case(case: Dict) -> Dict:
             times.append(time.perf_counter() - start)
         return 1e3 * statistics.median(times)
 
+    measure = case.get('measure', 'both')
+    fwd_ms = fwd_bwd_ms = peak_extra = None
     with use_implementation(case['impl']):
-        # One warm-up step first, so that one-time state (lazy library initialisation, caches
-        # kept across calls) is not counted; temporaries a step allocates again still are.
-        forward_backward()
-        clear_gradients()
-        release_free_memory(device)
-        before = memory_in_use(device)
-        forward_backward()
-        peak_extra = memory_peak(device) - before
-        fwd_ms = median_ms(forward_only)
-        fwd_bwd_ms = median_ms(forward_backward)
+        if measure in ('time', 'both'):
+            # Under the default allocator (what a training run sees).
+            fwd_ms = median_ms(forward_only)
+            fwd_bwd_ms = median_ms(forward_backward)
+        if measure in ('memory', 'both'):
+            # One warm-up step, so that one-time state (lazy library initialisation, caches kept
+            # across calls) is not counted; temporaries a step allocates again still are. On
+            # CPU, blocks of 64 KiB and more are mapped and unmapped one by one
+            # (fixed_mmap_threshold; from the process's start in a '--isolation process'
+            # worker), so the peak resident set is the peak of live memory.
+            with fixed_mmap_threshold(device):
+                forward_backward()
+                clear_gradients()
+                release_free_memory(device)
+                before = memory_in_use(device)
+                forward_backward()
+                peak_extra = memory_peak(device) - before
     return dict(case, params=sum(p.numel() for p in parameters), fwd_ms=fwd_ms,
-                fwd_bwd_ms=fwd_bwd_ms, peak_mib=peak_extra / 2 ** 20)
+                fwd_bwd_ms=fwd_bwd_ms,
+                peak_mib=None if peak_extra is None else peak_extra / 2 ** 20)
 
 
 def run_isolated(case: Dict) -> Dict:
-    """:func:`run_case` in a fresh interpreter (no allocator state from earlier cases)."""
-    completed = subprocess.run([sys.executable, __file__, '--worker', json.dumps(case)],
-                               capture_output=True, text=True, cwd=REPO_ROOT)
-    if completed.returncode:
-        raise RuntimeError(f"case {case['name']} ({case['impl']}, {case['size']}) failed:\n"
-                           f'{completed.stderr[-3000:]}')
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+    """:func:`run_case` in fresh interpreters (no allocator state from earlier cases): one
+    measures the memory (glibc's mmap threshold fixed from its start, see
+    :func:`fixed_mmap_threshold`), another the times (the default allocator)."""
+    rows = {}
+    for measure in ('memory', 'time'):
+        env = dict(os.environ)
+        if measure == 'memory' and case['device'] == 'cpu':
+            env['MALLOC_MMAP_THRESHOLD_'] = str(MEASURE_MMAP_THRESHOLD)
+        completed = subprocess.run(
+            [sys.executable, __file__, '--worker', json.dumps(dict(case, measure=measure))],
+            capture_output=True, text=True, cwd=REPO_ROOT, env=env)
+        if completed.returncode:
+            raise RuntimeError(f"case {case['name']} ({case['impl']}, {case['size']}) failed:\n"
+                               f'{completed.stderr[-3000:]}')
+        rows[measure] = json.loads(completed.stdout.strip().splitlines()[-1])
+    return dict(rows['time'], peak_mib=rows['memory']['peak_mib'], measure='both')
 
 
 # --- which upsamplers have a fast path ----------------------------------------------------------

@@ -506,12 +506,14 @@ class NativeDeformableAttention(torch.autograd.Function):
     heads and offset groups). Inputs as :func:`local_deformable_attention_reference`.
 
     The kernel reads key / value rows channels-last (copies of the low-resolution maps), query
-    and output in the host's (B, C, oH, oW) layout through per-tile buffers of 32 pixels. The
-    forward saves the (B, heads, P, oH, oW) attention; the backward runs one pass over the pixels
-    (the logits', query's and positions' gradients) and one over (batch, group) pairs that adds
-    every corner's share into the key / value gradients in a fixed order (deterministic, no
-    atomics). Besides inputs, output and gradients it allocates the channels-last copies and the
-    (B, heads, P, oH, oW) logit gradient.
+    and output in the host's (B, C, oH, oW) layout through per-tile buffers of 64 pixels. The
+    forward saves the channels-last key copy (not the key, which may be a view that keeps a
+    larger tensor alive) and the (B, heads, P, oH, oW) attention; the backward runs one pass over
+    the pixels (the logits', query's and positions' gradients) and one over (batch, group) pairs
+    that adds every corner's share into the key / value gradients in a fixed order
+    (deterministic, no atomics); those come back as channels-last (B, C, H, W) tensors. Besides
+    inputs, output and gradients it allocates the channels-last copies and the (B, heads, P, oH,
+    oW) logit gradient.
     """
 
     @staticmethod
@@ -519,36 +521,42 @@ class NativeDeformableAttention(torch.autograd.Function):
                 key_bias: Optional[Tensor], num_heads: int, scale: float) -> Tensor:
         kernels = native_module(required=True)
         dtype = torch.promote_types(compute_dtype(value.dtype), positions.dtype)
+        query_rows, key_planes, value_planes, where, bias = _native_inputs(
+            query, key, value, positions, key_bias, dtype)
         out, attention = kernels.deformable_attention_forward(
-            *_native_inputs(query, key, value, positions, key_bias, dtype), num_heads, scale)
-        ctx.save_for_backward(query, key, value, positions, key_bias, attention)
+            query_rows, key_planes, value_planes, where, bias, num_heads, scale)
+        ctx.save_for_backward(query_rows, key_planes, value, where, bias, attention)
         ctx.num_heads, ctx.scale = num_heads, scale
+        ctx.bias_dtype = None if key_bias is None else key_bias.dtype
+        ctx.dtypes = tuple(tensor.dtype for tensor in (query, key, value, positions))
+        ctx.query_shape, ctx.positions_shape = query.shape, positions.shape
         return out.view(value.shape[0], -1, *query.shape[-2:]).to(value.dtype)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out: Tensor):
-        query, key, value, positions, key_bias, attention = ctx.saved_tensors
+        query_rows, key_planes, value, where, bias, attention = ctx.saved_tensors
         need_query, need_key, need_value, need_positions, need_bias = ctx.needs_input_grad[:5]
         num_heads, scale = ctx.num_heads, ctx.scale
+        query_dtype, key_dtype, value_dtype, positions_dtype = ctx.dtypes
         dtype = attention.dtype
-        inputs = _native_inputs(query, key, value, positions, key_bias, dtype)
+        value_planes = value.to(dtype).permute(0, 2, 3, 1).contiguous()
         grad_q, grad_k, grad_v, grad_p, grad_logits = native_module(
             required=True).deformable_attention_backward(
-                grad_out.flatten(2).to(dtype).contiguous(), *inputs, attention, num_heads, scale,
-                need_query, need_key, need_value, need_positions)
+                grad_out.flatten(2).to(dtype).contiguous(), query_rows, key_planes, value_planes,
+                where, bias, attention, num_heads, scale, need_query, need_key, need_value,
+                need_positions)
         grad_bias = None
         if need_bias:
             # d logit / d bias = scale * query, summed over batch and pixels.
             grad_bias = torch.einsum('bhpn,bhdn->hpd', grad_logits,
-                                     _heads(inputs[0], num_heads)) * scale
-            grad_bias = grad_bias.to(key_bias.dtype)
-        return (grad_q.view(query.shape).to(query.dtype) if need_query else None,
-                grad_k.permute(0, 3, 1, 2).to(key.dtype, memory_format=torch.contiguous_format)
-                if need_key else None,
-                grad_v.permute(0, 3, 1, 2).to(value.dtype, memory_format=torch.contiguous_format)
-                if need_value else None,
-                grad_p.view(positions.shape).to(positions.dtype) if need_positions else None,
+                                     _heads(query_rows, num_heads)) * scale
+            grad_bias = grad_bias.to(ctx.bias_dtype)
+        return (grad_q.view(ctx.query_shape).to(query_dtype) if need_query else None,
+                # (B, H, W, C) planes as channels-last (B, C, H, W) tensors: no copy.
+                grad_k.permute(0, 3, 1, 2).to(key_dtype) if need_key else None,
+                grad_v.permute(0, 3, 1, 2).to(value_dtype) if need_value else None,
+                grad_p.view(ctx.positions_shape).to(positions_dtype) if need_positions else None,
                 grad_bias, None, None)
 
 

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from ..ops.deformable_attention import local_deformable_attention
 from ..ops.point_sampling import subpixel_positions
+from ..ops.pointwise import pointwise
 from ..registry import register_upsampler
 from ..checks import check_bool, check_divisible, check_positive_int
 from .base import Upsampler
@@ -107,15 +108,18 @@ class SAPADeform(Upsampler):
         batch, _, height, width = x.shape
         s, groups, points = self.scale_factor, self.groups, self.num_point
         x_normed = self.norm_x(x) if self.norm else x
-        queries = guide_query(guide, self.norm_y, self.q)
-        keys = self.k(x_normed)
+        # The 1x1 convolutions as batched matrix products (ops/pointwise.py): no reordered
+        # copies of the full-resolution guide, forward or backward.
+        queries = (pointwise(guide, self.q)[0] if self.norm_y is None
+                   else guide_query(guide, self.norm_y, self.q))
+        keys, offsets = pointwise(x_normed, self.k, self.offset)
         # Offset channels are ordered (group, point, component[, row a, column b]); arrange them
         # as (B, G, P, H, s or 1, W, s or 1, 2) views for subpixel_positions.
         if self.high_offset:
-            offsets = self.offset(x_normed).reshape(batch, groups, points, 2, s, s, height, width)
+            offsets = offsets.reshape(batch, groups, points, 2, s, s, height, width)
             offsets = offsets.permute(0, 1, 2, 6, 4, 7, 5, 3)
         else:
-            offsets = self.offset(x_normed).reshape(batch, groups, points, 2, height, 1, width, 1)
+            offsets = offsets.reshape(batch, groups, points, 2, height, 1, width, 1)
             offsets = offsets.permute(0, 1, 2, 4, 5, 6, 7, 3)
         positions = subpixel_positions(offsets, s, size)  # (B, G, P, oH, oW, 2)
         # One attention head per group, plain dot products (scale 1), zero padding.
