@@ -21,9 +21,10 @@ def test_fixed_threshold_returns_freed_tensors_to_the_os():
 
 def test_isolated_case_has_times_from_one_worker_and_memory_from_another():
     benchmark = load_tool('benchmark.py')
-    case = dict(name='bilinear', path='-', impl='auto', size=64, batch=1, channels=8, scale=2,
+    case = dict(name='bilinear', path='-', impl='auto', size=256, batch=1, channels=8, scale=2,
                 device='cpu', threads=1, repeats=1)
     row = benchmark.run_isolated(case)
     assert row['fwd_ms'] > 0 and row['fwd_bwd_ms'] > 0
-    # The output (1 x 8 x 128 x 128 float32, 512 KiB, above the threshold) is live at the peak.
-    assert row['peak_mib'] * 2 ** 20 >= 8 * 128 * 128 * 4
+    # The output (1 x 8 x 512 x 512 float32, 8 MiB) is live at the peak (the interpreter's own
+    # allocations move the figure by a fraction of a MiB).
+    assert 7.5 <= row['peak_mib'] < 40
