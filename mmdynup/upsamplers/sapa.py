@@ -116,27 +116,24 @@ class _LayerNormSAPA(Upsampler):
                 f'norm={self.norm}')
 
     def upsample(self, x: Tensor, guide: Tensor, size: Tuple[int, int]) -> Tensor:
-        x_normed = channels_last(self.norm_x, x)
-        query = self.query(guide, x, x_normed, size)
-        key = self.key(x_normed)
-        value = self.value(x, x_normed)
-        return local_attention(query, key, value, self.up_kernel_size, self.scale_factor)
+        query, key = self.query_and_key(guide, x, size)
+        return local_attention(query, key, self.value(x), self.up_kernel_size, self.scale_factor)
 
-    def query(self, guide: Tensor, x: Tensor, x_normed: Tensor, size: Tuple[int, int]) -> Tensor:
+    def query_and_key(self, guide: Tensor, x: Tensor,
+                      size: Tuple[int, int]) -> Tuple[Tensor, Tensor]:
+        """Queries (B, d, oH, oW) from the guide (and ``x``), keys (B, d, H, W) from ``x``."""
         raise NotImplementedError
 
-    def guide_projection(self, guide: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
-        """``Linear(LN guide)`` (B, E, oH, oW), without a normalised copy of the full-resolution
-        guide (:func:`~mmdynup.ops.normalized_projection.layer_norm_projection`)."""
+    def projection(self, feature: Tensor, norm: nn.Module, weight: Tensor,
+                   bias: Optional[Tensor]) -> Tensor:
+        """``Linear(LN feature)`` (B, E, H, W) with ``norm`` (``norm_y`` or ``norm_x``), without
+        a normalised copy of the feature
+        (:func:`~mmdynup.ops.normalized_projection.layer_norm_projection`)."""
         if self.norm:
-            return layer_norm_projection(guide, self.norm_y.weight, self.norm_y.bias,
-                                         self.norm_y.eps, weight, bias)
-        return channels_last(lambda feature: F.linear(feature, weight, bias), guide)
+            return layer_norm_projection(feature, norm.weight, norm.bias, norm.eps, weight, bias)
+        return channels_last(lambda pixels: F.linear(pixels, weight, bias), feature)
 
-    def key(self, x_normed: Tensor) -> Tensor:
-        raise NotImplementedError
-
-    def value(self, x: Tensor, x_normed: Tensor) -> Tensor:
+    def value(self, x: Tensor) -> Tensor:
         return x
 
 
@@ -173,11 +170,8 @@ class SAPAI(_LayerNormSAPA):
                              f'{self.guide_channels}; use SAPAB to project them instead')
         self.reset_parameters()
 
-    def query(self, guide, x, x_normed, size):
-        return channels_last(self.norm_y, guide)
-
-    def key(self, x_normed):
-        return x_normed
+    def query_and_key(self, guide, x, size):
+        return channels_last(self.norm_y, guide), channels_last(self.norm_x, x)
 
 
 class _ProjectedSAPA(_LayerNormSAPA):
@@ -209,11 +203,16 @@ class _ProjectedSAPA(_LayerNormSAPA):
             text += f', v_embed=True, out_channels={self._out_channels}'
         return text
 
-    def key(self, x_normed):
-        return channels_last(self.k, x_normed)
+    def query_and_key(self, guide, x, size):
+        return self.query(guide, x, size), self.projection(x, self.norm_x, self.k.weight,
+                                                           self.k.bias)
 
-    def value(self, x, x_normed):
-        return x if self.v is None else channels_last(self.v, x_normed)
+    def query(self, guide: Tensor, x: Tensor, size: Tuple[int, int]) -> Tensor:
+        raise NotImplementedError
+
+    def value(self, x):
+        return x if self.v is None else self.projection(x, self.norm_x, self.v.weight,
+                                                        self.v.bias)
 
 
 @register_upsampler
@@ -265,12 +264,12 @@ class SAPAB(_ProjectedSAPA):
     def extra_repr(self) -> str:
         return f'{super().extra_repr()}, q_mode={self.q_mode!r}'
 
-    def query(self, guide, x, x_normed, size):
+    def query(self, guide, x, size):
         if self.q_mode == 'encoder_only':
-            return self.guide_projection(guide, self.q.weight, self.q.bias)
+            return self.projection(guide, self.norm_y, self.q.weight, self.q.bias)
         # 'cat': q([y, up(x)]) = q_y(y) + up(q_x(x)); projecting x before upsampling is exact.
         weight_y, weight_x = self.q.weight.split([self.guide_channels, self.in_channels], dim=1)
-        from_guide = self.guide_projection(guide, weight_y, self.q.bias)
+        from_guide = self.projection(guide, self.norm_y, weight_y, self.q.bias)
         from_x = channels_last(lambda t: F.linear(t, weight_x), x)
         return from_guide + nearest_up(from_x, size, self.scale_factor)
 
@@ -302,13 +301,19 @@ class SAPAG(_ProjectedSAPA):
         self.gate = nn.Linear(self.in_channels, 1, bias=qkv_bias)
         self.reset_parameters()
 
-    def query(self, guide, x, x_normed, size):
-        gate = nearest_up(torch.sigmoid(channels_last(self.gate, x_normed)), size,
-                          self.scale_factor)
+    def query_and_key(self, guide, x, size):
+        # Key and gate are both projections of LN x: one fused projection, no normalised x.
+        weight = torch.cat([self.k.weight, self.gate.weight])
+        bias = torch.cat([self.k.bias, self.gate.bias]) if self.qkv_bias else None
+        key, gate = self.projection(x, self.norm_x, weight, bias).split(
+            [self.embedding_dim, 1], dim=1)
+        gate = nearest_up(torch.sigmoid(gate), size, self.scale_factor)
         # qx(up(x)) = up(qx(x)) exactly (pointwise layer): project at low resolution.
         from_x = nearest_up(channels_last(self.qx, x), size, self.scale_factor)
-        return gate * self.guide_projection(guide, self.qy.weight, self.qy.bias) \
-            + (1 - gate) * from_x
+        # g * qy + (1 - g) * from_x as one lerp: no full-resolution products to keep.
+        query = torch.lerp(from_x, self.projection(guide, self.norm_y, self.qy.weight,
+                                                   self.qy.bias), gate)
+        return query, key
 
 
 @register_upsampler
