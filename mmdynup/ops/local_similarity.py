@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .reassembly import reassemble
-from .similarity_kernels import fast_local_similarity
+from .similarity_kernels import fast_local_similarity, fast_normalized_query_similarity
 
 
 def _check_integer(name: str, value, minimum: int) -> int:
@@ -122,8 +122,49 @@ def local_attention(query: Tensor, key: Tensor, value: Tensor, kernel_size: int,
     Returns:
         (B, C, oH, oW).
     """
+    _check_value(value, key)
+    return _attend(local_similarity(query, key, kernel_size, scale_factor, impl), value,
+                   kernel_size, scale_factor, impl)
+
+
+def normalized_local_similarity(query: Tensor, norm_weight: Optional[Tensor],
+                                norm_bias: Optional[Tensor], eps: float, key: Tensor,
+                                kernel_size: int, scale_factor: int,
+                                impl: Optional[str] = None) -> Tensor:
+    """:func:`local_similarity` of ``LayerNorm_C(query)`` (affine ``norm_weight`` /
+    ``norm_bias`` (d,) or None, epsilon ``eps``) with ``key``; shapes as
+    :func:`local_similarity_reference`. The fast paths keep no normalised copy of the query
+    (:class:`~mmdynup.ops.similarity_kernels.NormalizedQuerySimilarity`)."""
+    check_local_similarity_arguments(query, key, kernel_size, scale_factor)
+    logits = fast_normalized_query_similarity(query, norm_weight, norm_bias, eps, key,
+                                              kernel_size, scale_factor, impl)
+    if logits is not None:
+        return logits
+    normed = F.layer_norm(query.permute(0, 2, 3, 1), (query.shape[1],), norm_weight, norm_bias,
+                          eps).permute(0, 3, 1, 2)
+    return local_similarity(normed, key, kernel_size, scale_factor, impl)
+
+
+def normalized_local_attention(query: Tensor, norm_weight: Optional[Tensor],
+                               norm_bias: Optional[Tensor], eps: float, key: Tensor,
+                               value: Tensor, kernel_size: int, scale_factor: int,
+                               impl: Optional[str] = None) -> Tensor:
+    """:func:`local_attention` with the query LayerNorm'd over its channels first (SAPA-I);
+    arguments as :func:`normalized_local_similarity` and :func:`local_attention`."""
+    _check_value(value, key)
+    logits = normalized_local_similarity(query, norm_weight, norm_bias, eps, key, kernel_size,
+                                         scale_factor, impl)
+    return _attend(logits, value, kernel_size, scale_factor, impl)
+
+
+def _check_value(value: Tensor, key: Tensor) -> None:
     if value.shape[0] != key.shape[0] or value.shape[-2:] != key.shape[-2:]:
         raise ValueError(f'value (B, ., H, W) = {tuple(value.shape)} must match key '
                          f'{tuple(key.shape)} in batch and spatial size')
-    kernels = F.softmax(local_similarity(query, key, kernel_size, scale_factor, impl), dim=1)
-    return reassemble(value, kernels.unsqueeze(1), kernel_size, scale_factor, impl)
+
+
+def _attend(logits: Tensor, value: Tensor, kernel_size: int, scale_factor: int,
+            impl: Optional[str]) -> Tensor:
+    """Softmax of (B, k*k, oH, oW) logits over the window, then reassembly of ``value``."""
+    return reassemble(value, F.softmax(logits, dim=1).unsqueeze(1), kernel_size, scale_factor,
+                      impl)

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..ops.local_similarity import local_attention
+from ..ops.local_similarity import local_attention, normalized_local_attention
 from ..ops.normalized_projection import group_norm_projection, layer_norm_projection
 from ..ops.reassembly import parent_index
 from ..registry import register_upsampler
@@ -169,6 +169,14 @@ class SAPAI(_LayerNormSAPA):
                              f'equal in_channels={self.in_channels}, got guide_channels='
                              f'{self.guide_channels}; use SAPAB to project them instead')
         self.reset_parameters()
+
+    def upsample(self, x: Tensor, guide: Tensor, size: Tuple[int, int]) -> Tensor:
+        if not self.norm:
+            return super().upsample(x, guide, size)
+        # The query LN(guide) is as wide as the guide: the fused op keeps no normalised copy.
+        return normalized_local_attention(guide, self.norm_y.weight, self.norm_y.bias,
+                                          self.norm_y.eps, channels_last(self.norm_x, x), x,
+                                          self.up_kernel_size, self.scale_factor)
 
     def query_and_key(self, guide, x, size):
         return channels_last(self.norm_y, guide), channels_last(self.norm_x, x)
