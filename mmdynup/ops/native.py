@@ -27,8 +27,12 @@ from typing import Optional, Tuple
 
 import torch
 
-#: The C++ sources, next to this file.
-SOURCES = (Path(__file__).parent / 'csrc' / 'deformable_attention.cpp',)
+_CSRC = Path(__file__).parent / 'csrc'
+#: The C++ sources, next to this file (one operator family per file, the Python bindings), and
+#: the header they share.
+SOURCES = tuple(_CSRC / name for name in ('deformable_attention.cpp', 'point_sampling.cpp',
+                                          'bindings.cpp'))
+HEADERS = (_CSRC / 'common.h',)
 #: Optimisation flags: the compiler may use every instruction of the CPU it builds on (the cache
 #: key holds the CPU's flags, so another CPU builds its own).
 CFLAGS = ('-O3', '-march=native', '-fopenmp')
@@ -54,7 +58,7 @@ def _cpu_signature() -> str:
 def build_key() -> str:
     """Hash of everything a binary depends on: sources, flags, torch, Python, CPU."""
     digest = hashlib.sha256()
-    for source in SOURCES:
+    for source in (*SOURCES, *HEADERS):
         digest.update(source.read_bytes())
     for part in (*CFLAGS, *LDFLAGS, torch.__version__, sys.version, _cpu_signature()):
         digest.update(part.encode())

@@ -19,22 +19,27 @@ Implementations (chosen by :mod:`mmdynup.ops.dispatch`):
 
 * :func:`point_sample_reference` - the specification: ``F.grid_sample`` on normalised positions,
   differentiated by autograd.
-* :class:`PointSample` (``'tiled'`` and ``'triton'``: there is no Triton kernel for this op) - a
-  custom autograd Function. Its forward builds the normalised sampling grid in one pass (for
-  :func:`subpixel_point_sample` the parent centres, the s x s pixel-shuffle layout and the crop
-  are part of that pass, so no position tensor is materialised) and calls the bilinear sampling
-  kernel directly; its backward maps the grid gradient back to the offsets in one pass. The
-  sampling backward is ATen's fused kernel, or, where that kernel is not deterministic (CUDA
-  under ``torch.use_deterministic_algorithms(True)``, pytorch issue 68959),
-  :func:`deterministic_sampling_backward`: corner gathers and ``index_add_``, which PyTorch
-  runs deterministically in that mode. :func:`sampling_backward` makes that choice.
+* :class:`PointSample` (``'tiled'``, ``'native'`` and ``'triton'``: there is no Triton kernel
+  for this op) - a custom autograd Function. Its forward builds the normalised sampling grid in
+  one pass (for :func:`subpixel_point_sample` the parent centres, the s x s pixel-shuffle layout
+  and the crop are part of that pass, so no position tensor is materialised) and calls a
+  bilinear sampling kernel directly; its backward maps the grid gradient back to the offsets in
+  one pass. The sampling kernels: on CPU tensors (``'native'``, the default there when the
+  kernels build) the C++ kernel of :mod:`mmdynup.ops.native` on channels-last planes (four
+  contiguous rows per sample; the backward computes the grid and image gradients in one pass
+  per image, deterministic); else ATen's ``grid_sampler_2d`` and its fused backward, or, where
+  that backward is not deterministic (CUDA under ``torch.use_deterministic_algorithms(True)``,
+  pytorch issue 68959), :func:`deterministic_sampling_backward`: corner gathers and
+  ``index_add_``, which PyTorch runs deterministically in that mode. :func:`sampling_backward`
+  makes that choice.
 
-Why ATen's sampling kernels and not our own on the CPU: at 2 x 256 x 128 x 128 -> x2 (2 threads)
-every pure-PyTorch formulation tried was slower forward + backward than ``grid_sampler_2d`` and
-its backward - channel-last ``embedding_bag`` rows, sparse CSR matrix products, and a 3 x 3
-reassembly of bilinear weights. The time saved is around the kernel: no position tensor, no
-autograd chain over the normalisation, the offsets' gradient written in the convolution's layout
-(and, in DySample, the 1x1 convolutions as one ``bmm``, :mod:`mmdynup.ops.pointwise`).
+On the CPU, at 2 x 256 x 128 x 128 -> x2 (2 threads), every pure-PyTorch formulation tried was
+slower forward + backward than ``grid_sampler_2d`` and its backward (channel-last
+``embedding_bag`` rows, sparse CSR matrix products, a 3 x 3 reassembly of bilinear weights);
+the C++ kernel's backward is about 3.5x faster than ATen's (NCHW, a scatter per channel). The
+rest of the time saved is around the kernel: no position tensor, no autograd chain over the
+normalisation, the offsets' gradient written in the convolution's layout (and, in DySample, the
+1x1 convolutions as one ``bmm``, :mod:`mmdynup.ops.pointwise`).
 """
 from __future__ import annotations
 
@@ -45,7 +50,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..compat import is_compiling
-from .dispatch import (active_implementation, autocast_disabled, is_exporting,
+from .dispatch import (active_implementation, autocast_disabled, is_exporting, native_module,
                        resolve_implementation)
 
 PADDING_MODES = ('zeros', 'border')
@@ -115,18 +120,20 @@ def point_sample(x: Tensor, positions: Tensor, groups: int, padding_mode: str = 
                  impl: Optional[str] = None) -> Tensor:
     """Grouped bilinear point sampling; shapes as :func:`point_sample_reference`.
 
-    ``impl`` (``'auto'``, ``'reference'``, ``'tiled'``, ``'triton'``; None: the active
+    ``impl`` (``'auto'``, ``'reference'``, ``'tiled'``, ``'triton'``, ``'native'``; None: the active
     :func:`~mmdynup.ops.dispatch.use_implementation` choice) selects the implementation, see the
     module docstring; every one gives the reference's result.
     """
     check_point_sample_arguments(x, positions, groups, padding_mode)
-    if point_sample_implementation(impl, x, positions) == 'reference':
+    chosen = point_sample_implementation(impl, x, positions)
+    if chosen == 'reference':
         return point_sample_reference(x, positions, groups, padding_mode)
     dtype = torch.promote_types(x.dtype, positions.dtype)
     height, width = x.shape[-2:]
     scale = 2 / torch.tensor([width, height], dtype=dtype, device=x.device)
     shift = torch.full((), -1, dtype=dtype, device=x.device)
-    return PointSample.apply(x, positions, shift, scale, groups, padding_mode, None)
+    return PointSample.apply(x, positions, shift, scale, groups, padding_mode, None,
+                             chosen == 'native')
 
 
 def pixel_centres(height: int, width: int, dtype: torch.dtype, device) -> Tensor:
@@ -204,7 +211,8 @@ def subpixel_point_sample(x: Tensor, offsets: Tensor, scale_factor: int, size: S
     if initial is not None and initial.requires_grad:
         raise ValueError('initial must not require grad (it is a constant such as a buffer); '
                          'add a learned shift to offsets instead')
-    if point_sample_implementation(impl, x, offsets) == 'reference':
+    chosen = point_sample_implementation(impl, x, offsets)
+    if chosen == 'reference':
         positions = subpixel_sampling_positions(offsets, scale_factor, size, initial,
                                                 offset_scale)
         return point_sample_reference(x, positions, groups, padding_mode)
@@ -216,7 +224,7 @@ def subpixel_point_sample(x: Tensor, offsets: Tensor, scale_factor: int, size: S
         centres = centres + initial.to(dtype)
     shift = torch.addcmul(torch.full((), -1, dtype=dtype, device=x.device), centres, scale)
     return PointSample.apply(x, offsets, shift, scale * offset_scale, groups, padding_mode,
-                             (scale_factor, tuple(size)))
+                             (scale_factor, tuple(size)), chosen == 'native')
 
 
 def subpixel_sampling_positions(offsets: Tensor, scale_factor: int, size: Sequence[int],
@@ -236,7 +244,7 @@ def point_sample_implementation(impl: Optional[str], x: Tensor, positions: Tenso
     :class:`PointSample` where the reference's backward would raise: gradients on CUDA in
     deterministic mode (:func:`sampling_backward`). An explicit ``'reference'``, and ONNX export
     or ``torch.jit`` tracing (which need the plain ops), keep the reference."""
-    chosen = resolve_implementation(impl, x, positions)
+    chosen = resolve_implementation(impl, x, positions, native=True)
     if chosen != 'reference' or impl == 'reference':
         return chosen
     if torch.onnx.is_in_onnx_export() or torch.jit.is_tracing() or torch.jit.is_scripting():
@@ -388,12 +396,15 @@ class PointSample(torch.autograd.Function):
     ``offsets`` are the positions, ``scale = 2 / (W, H)`` and ``shift = -1``; for
     :func:`subpixel_point_sample` ``shift`` adds the parent centres and ``subpixel = (s, size)``
     lays the (…, H, s, W, s, 2) block out as the (…, oH, oW, 2) grid. ``shift``'s dtype is the
-    working dtype. Saves the (converted) image and the grid.
+    working dtype. ``native``: the sampling runs the C++ CPU kernel of :mod:`mmdynup.ops.native`
+    on a channels-last copy of the image (saved instead of the image), else ATen's
+    ``grid_sampler_2d``. Saves the (converted) image and the grid.
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, offsets: Tensor, shift: Tensor, scale: Tensor, groups: int,
-                padding_mode: str, subpixel: Optional[Tuple[int, Tuple[int, int]]]) -> Tensor:
+                padding_mode: str, subpixel: Optional[Tuple[int, Tuple[int, int]]],
+                native: bool = False) -> Tensor:
         batch, channels, height, width = x.shape
         dtype = shift.dtype
         with autocast_disabled(x.device.type):
@@ -409,31 +420,45 @@ class PointSample(torch.autograd.Function):
             points = grid.shape[2:-1]
             grid = grid.reshape(batch * groups, -1, points[-1], 2)
             features = x.reshape(batch * groups, channels // groups, height, width).to(dtype)
-            out = torch.grid_sampler_2d(features, grid, BILINEAR, PADDING_CODES[padding_mode],
-                                        False)
+            if native:
+                features = features.permute(0, 2, 3, 1).contiguous()  # (N, H, W, c) planes
+                grid = grid.contiguous()
+                out = native_module(required=True).grid_sample_forward(
+                    features, grid.view(grid.shape[0], -1, 2), padding_mode == 'border')
+            else:
+                out = torch.grid_sampler_2d(features, grid, BILINEAR,
+                                            PADDING_CODES[padding_mode], False)
         ctx.save_for_backward(features, grid, scale)
         ctx.layout = (x.shape, x.dtype, offsets.shape, offsets.stride(), offsets.dtype,
-                      full_shape, points, padding_mode, subpixel)
+                      full_shape, points, padding_mode, subpixel, native)
         return out.view(batch, groups, channels // groups, *points).to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
         features, grid, scale = ctx.saved_tensors
         (x_shape, x_dtype, offsets_shape, offsets_stride, offsets_dtype, full_shape, points,
-         padding_mode, subpixel) = ctx.layout
+         padding_mode, subpixel, native) = ctx.layout
         need_x, need_offsets = ctx.needs_input_grad[:2]
-        grad = grad_out.reshape(features.shape[:2] + grid.shape[1:3]).to(features.dtype)
-        with autocast_disabled(grad.device.type):
-            if sampling_backward(grad.device) == 'deterministic':
-                grad_features, grad_grid = deterministic_sampling_backward(
-                    grad, features, grid, padding_mode, need_x)
+        with autocast_disabled(grad_out.device.type):
+            if native:
+                grad = grad_out.reshape(grid.shape[0], -1, grid.shape[1] * grid.shape[2])
+                grad_planes, grad_grid = native_module(required=True).grid_sample_backward(
+                    grad.to(features.dtype).contiguous(), features,
+                    grid.view(grid.shape[0], -1, 2), padding_mode == 'border', need_x)
+                grad_features = grad_planes.permute(0, 3, 1, 2) if need_x else None
+                del grad_planes
             else:
-                grad_features, grad_grid = torch.ops.aten.grid_sampler_2d_backward(
-                    grad, features, grid, BILINEAR, PADDING_CODES[padding_mode], False,
-                    [need_x, True])
+                grad = grad_out.reshape(features.shape[:2] + grid.shape[1:3]).to(features.dtype)
+                if sampling_backward(grad.device) == 'deterministic':
+                    grad_features, grad_grid = deterministic_sampling_backward(
+                        grad, features, grid, padding_mode, need_x)
+                else:
+                    grad_features, grad_grid = torch.ops.aten.grid_sampler_2d_backward(
+                        grad, features, grid, BILINEAR, PADDING_CODES[padding_mode], False,
+                        [need_x, True])
             grad_x = grad_offsets = None
             if need_x:
-                grad_x = sole_owner(grad_features.view(x_shape).to(x_dtype))
+                grad_x = sole_owner(grad_features.reshape(x_shape).to(x_dtype))
                 del grad_features
             if need_offsets:
                 grad_grid = grad_grid.view(*full_shape[:2], *points, 2)
@@ -441,7 +466,7 @@ class PointSample(torch.autograd.Function):
                     grad_grid = subpixel_block(grad_grid, full_shape)
                 grad_offsets = offsets_gradient(grad_grid, scale, offsets_shape, offsets_stride,
                                                 offsets_dtype)
-        return grad_x, grad_offsets, None, None, None, None, None
+        return grad_x, grad_offsets, None, None, None, None, None, None
 
 
 def bilinear_resize(x: Tensor, size: Sequence[int], align_corners: bool = False) -> Tensor:

@@ -91,6 +91,9 @@ def test_point_sampling_switches_to_our_backward(name, deterministic_mode, monke
         calls.append(args[1].shape)
         return ours(*args, **kwargs)
 
+    # As on CUDA: no C++ CPU kernel (those are deterministic themselves, see
+    # test_two_runs_are_bit_identical), the PyTorch fast paths.
+    monkeypatch.setenv('MMDYNUP_NATIVE', '0')
     monkeypatch.setattr(point_sampling, 'sampling_backward', lambda device: 'deterministic')
     monkeypatch.setattr(point_sampling, 'deterministic_sampling_backward', recorded)
     with AtenCalls() as aten:

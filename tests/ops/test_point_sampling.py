@@ -157,6 +157,28 @@ def test_bad_arguments_are_named(kwargs, match):
 
 # --- fast path (PointSample) against the reference ----------------------------------------------
 
+#: PointSample with ATen's sampling kernels, and with the C++ CPU kernel (built on first use).
+FAST = ('tiled', 'native')
+
+
+@pytest.mark.parametrize('padding_mode', ['zeros', 'border'])
+def test_native_is_the_cpu_default_and_bit_identical_across_thread_counts(padding_mode):
+    x, offsets, size = subpixel_case(torch.float32)
+    assert point_sample_implementation(None, x, offsets) == 'native'
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            results.append(sampled_with_grads(
+                lambda x, o: subpixel_point_sample(x, o, 2, size, 3, padding_mode), x, offsets,
+                torch.ones(2, 3, 2, *size))[0])
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(a, b) for a, b in zip(*results))
+
+
+
 def sampled_with_grads(function, x, offsets, grad_output=None):
     """Output and gradients (x, offsets) of ``function(x, offsets)`` for one upstream gradient."""
     x = x.detach().clone().requires_grad_()
@@ -175,10 +197,11 @@ def subpixel_case(dtype, shared_block=False, size=(7, 9)):
     return x, offsets, size
 
 
+@pytest.mark.parametrize('impl', FAST)
 @pytest.mark.parametrize('padding_mode', ['zeros', 'border'])
 @pytest.mark.parametrize('shared_block,size', [(False, (8, 10)), (False, (7, 9)),
                                                (True, (7, 10))])
-def test_subpixel_fast_equals_reference(padding_mode, shared_block, size):
+def test_subpixel_fast_equals_reference(padding_mode, shared_block, size, impl):
     x, offsets, size = subpixel_case(torch.float64, shared_block, size)
     initial = torch.randn(3, 1, 2, 1, 2 if not shared_block else 1, 2, dtype=torch.float64)
     if shared_block:
@@ -189,30 +212,32 @@ def test_subpixel_fast_equals_reference(padding_mode, shared_block, size):
                                                   initial=initial, offset_scale=0.3, impl=impl)
 
     expected, grad_output = sampled_with_grads(run('reference'), x, offsets)
-    actual, _ = sampled_with_grads(run('tiled'), x, offsets, grad_output)
+    actual, _ = sampled_with_grads(run(impl), x, offsets, grad_output)
     for fast, reference in zip(actual, expected):
         torch.testing.assert_close(fast, reference, atol=1e-12, rtol=0)
 
 
+@pytest.mark.parametrize('impl', FAST)
 @pytest.mark.parametrize('padding_mode', ['zeros', 'border'])
-def test_fast_equals_reference_and_gradcheck(padding_mode):
+def test_fast_equals_reference_and_gradcheck(padding_mode, impl):
     x = torch.randn(2, 6, 4, 5, dtype=torch.float64)
     positions = random_positions(2, 3, (3, 4), 4, 5)
     expected, grad_output = sampled_with_grads(
         lambda x, p: point_sample(x, p, 3, padding_mode, impl='reference'), x, positions)
-    actual, _ = sampled_with_grads(lambda x, p: point_sample(x, p, 3, padding_mode, impl='tiled'),
+    actual, _ = sampled_with_grads(lambda x, p: point_sample(x, p, 3, padding_mode, impl=impl),
                                    x, positions, grad_output)
     for fast, reference in zip(actual, expected):
         torch.testing.assert_close(fast, reference, atol=1e-12, rtol=0)
     x, offsets, size = subpixel_case(torch.float64)
     x, offsets = x[:1, :, :3, :3], offsets[:1, :2, :3, :, :3].contiguous()
     assert torch.autograd.gradcheck(
-        lambda x, o: subpixel_point_sample(x, o, 2, (5, 6), 2, padding_mode, impl='tiled'),
+        lambda x, o: subpixel_point_sample(x, o, 2, (5, 6), 2, padding_mode, impl=impl),
         (x.requires_grad_(), offsets.requires_grad_()))
 
 
+@pytest.mark.parametrize('impl', FAST)
 @pytest.mark.parametrize('padding_mode', ['zeros', 'border'])
-def test_float32_ratio_rule(padding_mode):
+def test_float32_ratio_rule(padding_mode, impl):
     """err(fast, float32) <= 2 err(reference, float32) + 1e-6, both against the float64
     reference, for the output and both gradients (flash-attention's rule)."""
     x, offsets, size = subpixel_case(torch.float64)
@@ -223,7 +248,7 @@ def test_float32_ratio_rule(padding_mode):
     exact, grad_output = sampled_with_grads(run('reference'), x, offsets)
     single = [tensor.float() for tensor in (x, offsets, grad_output)]
     reference, _ = sampled_with_grads(run('reference'), *single[:2], single[2])
-    fast, _ = sampled_with_grads(run('tiled'), *single[:2], single[2])
+    fast, _ = sampled_with_grads(run(impl), *single[:2], single[2])
     for truth, low, candidate in zip(exact, reference, fast):
         reference_error = (low.double() - truth).abs().max().item()
         assert (candidate.double() - truth).abs().max().item() <= 2 * reference_error + 1e-6
@@ -320,11 +345,12 @@ def test_implicit_reference_gives_way_in_deterministic_cuda_mode(monkeypatch):
         assert point_sample_implementation(None, x, positions) == 'reference'
 
 
-def test_offset_gradient_keeps_the_offsets_layout():
+@pytest.mark.parametrize('impl', FAST)
+def test_offset_gradient_keeps_the_offsets_layout(impl):
     x = torch.randn(1, 4, 3, 5)
     raw = torch.randn(1, 2, 2, 2, 2, 3, 5, requires_grad=True)  # (B, xy, G, a, b, H, W)
     offsets = raw.permute(0, 2, 5, 3, 6, 4, 1)
-    subpixel_point_sample(x, offsets, 2, (6, 10), 2, 'border', impl='tiled').sum().backward()
+    subpixel_point_sample(x, offsets, 2, (6, 10), 2, 'border', impl=impl).sum().backward()
     assert raw.grad.is_contiguous()
     assert is_permuted_contiguous(offsets.shape, offsets.stride())
     assert not is_permuted_contiguous((2, 3), (1, 1))
@@ -339,13 +365,14 @@ def test_initial_must_be_a_constant():
                               2, size, 3)
 
 
-def test_input_gradient_is_summed_in_place():
+@pytest.mark.parametrize('impl', FAST)
+def test_input_gradient_is_summed_in_place(impl):
     """x feeding both the sampling and an offset convolution (DySample): the engine adds the
     second gradient into PointSample's in place (no third x-sized buffer for the sum)."""
     x = torch.randn(2, 8, 5, 5, requires_grad=True)
     conv = torch.nn.Conv2d(8, 2 * 2 * 4, 1)
     offsets = pointwise(x, conv)[0].reshape(2, 2, 2, 2, 2, 5, 5).permute(0, 2, 5, 3, 6, 4, 1)
-    out = subpixel_point_sample(x, offsets, 2, (10, 10), 2, 'border', impl='tiled')
+    out = subpixel_point_sample(x, offsets, 2, (10, 10), 2, 'border', impl=impl)
     with torch.profiler.profile(record_shapes=True) as profile:
         out.backward(torch.ones_like(out))
     sums = {event.key for event in profile.key_averages(group_by_input_shape=True)
