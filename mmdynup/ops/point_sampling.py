@@ -19,15 +19,18 @@ Implementations (chosen by :mod:`mmdynup.ops.dispatch`):
 
 * :func:`point_sample_reference` - the specification: ``F.grid_sample`` on normalised positions,
   differentiated by autograd.
-* :class:`PointSample` (``'tiled'``, ``'native'`` and ``'triton'``: there is no Triton kernel
-  for this op) - a custom autograd Function. Its forward builds the normalised sampling grid in
+* :class:`PointSample` (``'tiled'``, ``'native'`` and ``'triton'``) - a custom autograd
+  Function. Its forward builds the normalised sampling grid in
   one pass (for :func:`subpixel_point_sample` the parent centres, the s x s pixel-shuffle layout
   and the crop are part of that pass, so no position tensor is materialised) and calls a
   bilinear sampling kernel directly; its backward maps the grid gradient back to the offsets in
   one pass. The sampling kernels: on CPU tensors (``'native'``, the default there when the
   kernels build) the C++ kernel of :mod:`mmdynup.ops.native` on channels-last planes (four
   contiguous rows per sample; the backward computes the grid and image gradients in one pass
-  per image, deterministic); else ATen's ``grid_sampler_2d`` and its fused backward, or, where
+  per image, deterministic); with ``'triton'`` named explicitly (``impl='triton'`` or
+  ``use_implementation('triton')``; ``'auto'`` keeps ATen's kernels on CUDA until the Triton
+  ones are measured on a GPU) :class:`~mmdynup.ops.triton_kernels.TritonPointSampling`; else
+  ATen's ``grid_sampler_2d`` and its fused backward, or, where
   that backward is not deterministic (CUDA under ``torch.use_deterministic_algorithms(True)``,
   pytorch issue 68959), :func:`deterministic_sampling_backward`: corner gathers and
   ``index_add_``, which PyTorch runs deterministically in that mode. :func:`sampling_backward`
@@ -51,7 +54,7 @@ from torch import Tensor
 
 from ..compat import is_compiling
 from .dispatch import (active_implementation, autocast_disabled, is_exporting, native_module,
-                       resolve_implementation)
+                       resolve_implementation, triton_kernels)
 
 PADDING_MODES = ('zeros', 'border')
 #: ATen's ``GridSamplerPadding`` code of each padding mode (``torch.grid_sampler_2d``'s argument).
@@ -133,7 +136,7 @@ def point_sample(x: Tensor, positions: Tensor, groups: int, padding_mode: str = 
     scale = 2 / torch.tensor([width, height], dtype=dtype, device=x.device)
     shift = torch.full((), -1, dtype=dtype, device=x.device)
     return PointSample.apply(x, positions, shift, scale, groups, padding_mode, None,
-                             chosen == 'native')
+                             sampling_kernel(chosen))
 
 
 def pixel_centres(height: int, width: int, dtype: torch.dtype, device) -> Tensor:
@@ -224,7 +227,7 @@ def subpixel_point_sample(x: Tensor, offsets: Tensor, scale_factor: int, size: S
         centres = centres + initial.to(dtype)
     shift = torch.addcmul(torch.full((), -1, dtype=dtype, device=x.device), centres, scale)
     return PointSample.apply(x, offsets, shift, scale * offset_scale, groups, padding_mode,
-                             (scale_factor, tuple(size)), chosen == 'native')
+                             (scale_factor, tuple(size)), sampling_kernel(chosen))
 
 
 def subpixel_sampling_positions(offsets: Tensor, scale_factor: int, size: Sequence[int],
@@ -245,6 +248,10 @@ def point_sample_implementation(impl: Optional[str], x: Tensor, positions: Tenso
     deterministic mode (:func:`sampling_backward`). An explicit ``'reference'``, and ONNX export
     or ``torch.jit`` tracing (which need the plain ops), keep the reference."""
     chosen = resolve_implementation(impl, x, positions, native=True)
+    if chosen == 'triton' and (impl if impl is not None else active_implementation()) != 'triton':
+        # The Triton point-sampling kernels run only when asked for by name: 'auto' keeps
+        # ATen's CUDA kernels until the Triton ones are measured on a GPU (tools/gpu_check.py).
+        return 'tiled'
     if chosen != 'reference' or impl == 'reference':
         return chosen
     if torch.onnx.is_in_onnx_export() or torch.jit.is_tracing() or torch.jit.is_scripting():
@@ -257,6 +264,13 @@ def point_sample_implementation(impl: Optional[str], x: Tensor, positions: Tenso
     return chosen
 
 
+def sampling_kernel(implementation: str) -> str:
+    """The sampling kernel :class:`PointSample` runs for a resolved implementation: ``'native'``
+    (the C++ CPU kernel), ``'triton'`` (:class:`~mmdynup.ops.triton_kernels.TritonPointSampling`)
+    or ``'aten'`` (``grid_sampler_2d``, for ``'tiled'``)."""
+    return implementation if implementation in ('native', 'triton') else 'aten'
+
+
 def sampling_backward(device) -> str:
     """The backward kernel :class:`PointSample` runs on ``device``, one of
     :data:`SAMPLING_BACKWARDS`: ``'deterministic'`` (:func:`deterministic_sampling_backward`) on
@@ -266,6 +280,12 @@ def sampling_backward(device) -> str:
     if torch.device(device).type == 'cuda' and torch.are_deterministic_algorithms_enabled():
         return 'deterministic'
     return 'fused'
+
+
+def grid_pixels(grid: Tensor, height: int, width: int) -> Tensor:
+    """Normalised ``align_corners=False`` grid points (..., 2) as positions in pixels (centres
+    at ``k + 0.5``, the convention of :func:`point_sample`): ``(g + 1) * size / 2``."""
+    return (grid + 1) * grid.new_tensor([width / 2, height / 2])
 
 
 def grid_pixel_coordinates(grid: Tensor, height: int, width: int,
@@ -396,15 +416,16 @@ class PointSample(torch.autograd.Function):
     ``offsets`` are the positions, ``scale = 2 / (W, H)`` and ``shift = -1``; for
     :func:`subpixel_point_sample` ``shift`` adds the parent centres and ``subpixel = (s, size)``
     lays the (…, H, s, W, s, 2) block out as the (…, oH, oW, 2) grid. ``shift``'s dtype is the
-    working dtype. ``native``: the sampling runs the C++ CPU kernel of :mod:`mmdynup.ops.native`
-    on a channels-last copy of the image (saved instead of the image), else ATen's
-    ``grid_sampler_2d``. Saves the (converted) image and the grid.
+    working dtype. ``kernel`` (:func:`sampling_kernel`): ``'native'`` samples with the C++ CPU
+    kernel of :mod:`mmdynup.ops.native` on a channels-last copy of the image (saved instead of
+    the image), ``'triton'`` with the Triton kernels (positions in pixels, made from the grid),
+    ``'aten'`` with ``grid_sampler_2d``. Saves the (converted) image and the grid.
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, offsets: Tensor, shift: Tensor, scale: Tensor, groups: int,
                 padding_mode: str, subpixel: Optional[Tuple[int, Tuple[int, int]]],
-                native: bool = False) -> Tensor:
+                kernel: str = 'aten') -> Tensor:
         batch, channels, height, width = x.shape
         dtype = shift.dtype
         with autocast_disabled(x.device.type):
@@ -420,27 +441,30 @@ class PointSample(torch.autograd.Function):
             points = grid.shape[2:-1]
             grid = grid.reshape(batch * groups, -1, points[-1], 2)
             features = x.reshape(batch * groups, channels // groups, height, width).to(dtype)
-            if native:
+            if kernel == 'native':
                 features = features.permute(0, 2, 3, 1).contiguous()  # (N, H, W, c) planes
                 grid = grid.contiguous()
                 out = native_module(required=True).grid_sample_forward(
                     features, grid.view(grid.shape[0], -1, 2), padding_mode == 'border')
+            elif kernel == 'triton':
+                out = triton_kernels().TritonPointSampling.sample(
+                    features, grid_pixels(grid, height, width).unsqueeze(1), 1, padding_mode)
             else:
                 out = torch.grid_sampler_2d(features, grid, BILINEAR,
                                             PADDING_CODES[padding_mode], False)
         ctx.save_for_backward(features, grid, scale)
         ctx.layout = (x.shape, x.dtype, offsets.shape, offsets.stride(), offsets.dtype,
-                      full_shape, points, padding_mode, subpixel, native)
+                      full_shape, points, padding_mode, subpixel, kernel)
         return out.view(batch, groups, channels // groups, *points).to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
         features, grid, scale = ctx.saved_tensors
         (x_shape, x_dtype, offsets_shape, offsets_stride, offsets_dtype, full_shape, points,
-         padding_mode, subpixel, native) = ctx.layout
+         padding_mode, subpixel, kernel) = ctx.layout
         need_x, need_offsets = ctx.needs_input_grad[:2]
         with autocast_disabled(grad_out.device.type):
-            if native:
+            if kernel == 'native':
                 grad = grad_out.reshape(grid.shape[0], -1, grid.shape[1] * grid.shape[2])
                 grad_planes, grad_grid = native_module(required=True).grid_sample_backward(
                     grad.to(features.dtype).contiguous(), features,
@@ -452,6 +476,13 @@ class PointSample(torch.autograd.Function):
                 if sampling_backward(grad.device) == 'deterministic':
                     grad_features, grad_grid = deterministic_sampling_backward(
                         grad, features, grid, padding_mode, need_x)
+                elif kernel == 'triton':
+                    height, width = features.shape[-2:]
+                    grad_features, grad_pixels = triton_kernels().TritonPointSampling.gradients(
+                        grad.unsqueeze(1), features, grid_pixels(grid, height, width).unsqueeze(1),
+                        1, padding_mode, need_x)
+                    # d pixel / d grid = size / 2.
+                    grad_grid = grad_pixels.squeeze(1) * grid.new_tensor([width / 2, height / 2])
                 else:
                     grad_features, grad_grid = torch.ops.aten.grid_sampler_2d_backward(
                         grad, features, grid, BILINEAR, PADDING_CODES[padding_mode], False,

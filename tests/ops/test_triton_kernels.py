@@ -217,3 +217,42 @@ def test_auto_picks_triton_on_cuda_only(device):
                                atol=1e-10, rtol=0)
     expected = 'triton' if device.type == 'cuda' else 'tiled'
     assert resolve_implementation(None, inputs['x']) == expected
+
+
+@pytest.mark.parametrize('padding_mode', ['zeros', 'border'])
+def test_point_sample_dispatches_triton_when_named(padding_mode, device):
+    """point_sample / subpixel_point_sample with impl='triton' run PointSample on the Triton
+    kernels (outputs and both gradients equal the reference's); 'auto' keeps ATen's kernels on
+    CUDA (the Triton ones are not yet measured on a GPU)."""
+    from mmdynup.ops import point_sampling
+    from mmdynup.ops.point_sampling import point_sample, subpixel_point_sample
+    calls = []
+    sampling = kernels_module().TritonPointSampling
+    original = sampling.sample
+
+    def recorded(*args):
+        calls.append(1)
+        return original(*args)
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 3, 4, dtype=torch.float64, device=device)
+    positions = random_positions(2, 2, (3, 5), 3, 4).to(device)
+    offsets = 1.5 * torch.randn(2, 2, 3, 2, 4, 2, 2, dtype=torch.float64, device=device)
+    cases = [(lambda a, b, impl: point_sample(a, b, 2, padding_mode, impl=impl), positions),
+             (lambda a, b, impl: subpixel_point_sample(a, b, 2, (5, 7), 2, padding_mode,
+                                                       impl=impl), offsets)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sampling, 'sample', staticmethod(recorded))
+        for function, where in cases:
+            results = []
+            for impl in ('reference', 'triton'):
+                leaves = (x.clone().requires_grad_(), where.clone().requires_grad_())
+                out = function(*leaves, impl)
+                grad = torch.linspace(-1, 1, out.numel(), dtype=out.dtype,
+                                      device=device).view_as(out)
+                results.append((out, *torch.autograd.grad(out, leaves, grad)))
+            for got, want in zip(*results[::-1]):
+                torch.testing.assert_close(got, want, atol=1e-10, rtol=0)
+    assert len(calls) == 2
+    expected = 'tiled' if device.type == 'cuda' else 'native'
+    assert point_sampling.point_sample_implementation(None, x, positions) == expected
