@@ -121,7 +121,10 @@ def projected_convolution(x: Tensor, projection_weight: Tensor,
 
     Args:
         share_input: also return x, to be used in its place by x's other consumers (the fused
-            path then gives x one gradient buffer; the reference returns x itself).
+            path then gives x one gradient buffer; the reference returns x itself). The
+            alias is for further ops only: the fused backward adds into the gradient it
+            receives for it, which must therefore not be a caller's tensor (as it would be for
+            ``alias.backward(gradient)``).
         impl: as in :mod:`mmdynup.ops.dispatch` (every fast name runs
             :class:`ProjectedConvolution`).
 

@@ -6,11 +6,16 @@ rule err(fast) <= 2 * err(reference in the same precision) against float64.
 import pytest
 import torch
 
+from torch.autograd.graph import saved_tensors_hooks
+
+import mmdynup.ops.normalized_projection as normalized_projection
 import mmdynup.ops.reassembly as reassembly
 from mmdynup.ops.dispatch import use_implementation
-from mmdynup.ops.local_similarity import local_attention, local_similarity_reference
+from mmdynup.ops.local_similarity import (local_attention, local_similarity_reference,
+                                          normalized_local_similarity)
 from mmdynup.ops.reassembly import TiledPrimitives
-from mmdynup.ops.similarity_kernels import LocalSimilarity, fast_local_similarity
+from mmdynup.ops.similarity_kernels import (LocalSimilarity, NormalizedQuerySimilarity,
+                                            fast_local_similarity)
 
 from .test_reassembly_fast import LargestAllocation, assert_ratio_rule
 
@@ -99,3 +104,57 @@ def test_no_tensor_larger_than_its_operands(tile_budget):  # noqa: F811
         fast_local_similarity(query.requires_grad_(), key.requires_grad_(), 5, 2,
                               'tiled').backward(grad)
     assert recorder.largest <= 2 * max(query.numel(), key.numel(), grad.numel())
+
+
+# --- LayerNorm'd query (SAPA-I) ------------------------------------------------------------------
+
+def normalized_run(impl, query, key, grad, affine, case):
+    """Logits and the gradients of query, key and the LayerNorm affine parameters."""
+    kernel_size, scale_factor = case[-2:]
+    generator = torch.Generator().manual_seed(1)
+    leaves = [query, key] + ([torch.randn(query.shape[1], generator=generator,
+                                          dtype=query.dtype) for _ in range(2)]
+                             if affine else [])
+    leaves = [leaf.clone().requires_grad_() for leaf in leaves]
+    weight, bias = leaves[2:] if affine else (None, None)
+    logits = normalized_local_similarity(leaves[0], weight, bias, 1e-5, leaves[1], kernel_size,
+                                         scale_factor, impl)
+    logits.backward(grad)
+    return [logits.detach()] + [leaf.grad for leaf in leaves]
+
+
+@pytest.mark.parametrize('chunks', ['one chunk', 'one pixel per chunk'])
+@pytest.mark.parametrize('affine', [True, False])
+@pytest.mark.parametrize('case', CASES[:3])
+def test_normalized_query_float64_matches_reference(case, affine, chunks, monkeypatch):
+    if chunks == 'one pixel per chunk':
+        monkeypatch.setattr(normalized_projection, 'CHUNK_ELEMENTS', 1)
+    query, key, grad = make_inputs(case)
+    query = 3 * query + 1  # off-centre: the statistics matter
+    for index, (got, want) in enumerate(zip(
+            normalized_run('tiled', query, key, grad, affine, case),
+            normalized_run('reference', query, key, grad, affine, case))):
+        torch.testing.assert_close(got, want, atol=1e-10, rtol=0, msg=str(index))
+
+
+def test_normalized_query_gradcheck():
+    query, key, _ = make_inputs(CASES[1])
+    weight, bias = torch.randn(3, dtype=torch.float64), torch.randn(3, dtype=torch.float64)
+    leaves = [tensor.requires_grad_() for tensor in (query, weight, bias, key)]
+    assert torch.autograd.gradcheck(
+        lambda q, w, b, k: NormalizedQuerySimilarity.apply(q, w, b, 1e-5, k, 3, 2,
+                                                           TiledPrimitives), leaves)
+
+
+@pytest.mark.parametrize('impl,normed_saved', [('tiled', False), ('reference', True)])
+def test_normalized_query_saves_no_normalised_copy(impl, normed_saved):
+    """Every query-sized tensor the fused path saves is the raw query itself; the reference
+    keeps the normalised copy too."""
+    query, key, _ = make_inputs(CASES[0])
+    query.requires_grad_(), key.requires_grad_()
+    saved = []
+    with saved_tensors_hooks(lambda tensor: saved.append(tensor) or tensor, lambda t: t):
+        normalized_local_similarity(query, None, None, 1e-5, key, 5, 2, impl)
+    copies = [tensor for tensor in saved if tensor.numel() == query.numel()
+              and tensor.untyped_storage().data_ptr() != query.untyped_storage().data_ptr()]
+    assert bool(copies) is normed_saved
