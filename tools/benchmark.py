@@ -467,24 +467,36 @@ def autograd_node_names(output: torch.Tensor) -> set:
 
 
 def fast_path_label(name: str, scale_factor: int, default: str) -> Optional[str]:
-    """The label of the upsampler's fast path on CPU: None where its autograd graph equals the
-    reference's (one implementation), ``'native'`` where a C++ kernel of
-    :mod:`mmdynup.ops.native` runs (``Native*`` autograd nodes), else ``default`` (the
-    device's ``'auto'`` choice)."""
+    """The label of the upsampler's fast path: None where its autograd graph equals the
+    reference's (one implementation), ``'native'`` where a C++ CPU kernel of
+    :mod:`mmdynup.ops.native` runs on the CPU (its functions asked for the kernels), else
+    ``default`` (the device's ``'auto'`` choice)."""
+    import mmdynup.ops.native as native
     from mmdynup.ops.dispatch import use_implementation
     if name in INTERPOLATIONS:
         return None
     module = build(name, 32, scale_factor, 'cpu')
     x, guide, _ = make_inputs(module, 1, 32, 4, scale_factor, 'cpu')
-    graphs = []
-    for impl in ('reference', 'auto'):
-        with use_implementation(impl):
-            graphs.append(autograd_node_names(timed_call(module)(x, guide) if guide is not None
-                                              else module(x)))
+    graphs, kernel_calls = [], []
+    load = native.native_kernels
+
+    def recorded(required: bool = False):
+        kernels = load(required)
+        if required:  # the autograd Functions ask with required=True when they run a kernel
+            kernel_calls.append(1)
+        return kernels
+
+    native.native_kernels = recorded
+    try:
+        for impl in ('reference', 'auto'):
+            with use_implementation(impl):
+                graphs.append(autograd_node_names(timed_call(module)(x, guide)
+                                                  if guide is not None else module(x)))
+    finally:
+        native.native_kernels = load
     if graphs[0] == graphs[1]:
         return None
-    native = default == 'tiled' and any(node.startswith('Native') for node in graphs[1])
-    return 'native' if native else default
+    return 'native' if default == 'tiled' and kernel_calls else default
 
 
 # --- report ---------------------------------------------------------------------------------------
