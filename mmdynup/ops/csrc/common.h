@@ -108,6 +108,26 @@ inline void tap_dots(const Tap<scalar_t>* taps, int count, const scalar_t* vec, 
   for (int s_ = 0; s_ < sets; ++s_) out[s_] = reduce_lanes(acc[s_]);
 }
 
+// out[j] = sum_l vec[l] * taps[j].row[l] over len channels, for up to four taps: one
+// multiply-add per element and tap; the caller applies the taps' coefficients afterwards.
+template <typename scalar_t>
+inline void tap_row_dots(const Tap<scalar_t>* taps, int count, const scalar_t* vec, int64_t len,
+                         scalar_t* out) {
+  scalar_t acc[4][kLanes] = {};
+  int64_t b0 = 0;
+  for (; b0 + kLanes <= len; b0 += kLanes) {
+    for (int j = 0; j < count; ++j) {
+      const scalar_t* row = taps[j].row + b0;
+#pragma omp simd
+      for (int64_t l = 0; l < kLanes; ++l) acc[j][l] += row[l] * vec[b0 + l];
+    }
+  }
+  for (; b0 < len; ++b0) {
+    for (int j = 0; j < count; ++j) acc[j][0] += taps[j].row[b0] * vec[b0];
+  }
+  for (int j = 0; j < count; ++j) out[j] = reduce_lanes(acc[j]);
+}
+
 // out[0:len] (+)= sum_j scales[j] * taps[j].weight * taps[j].row[0:len].
 template <typename scalar_t>
 inline void tap_sum(const Tap<scalar_t>* taps, const scalar_t* scales, int count, int64_t len,
