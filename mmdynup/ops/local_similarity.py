@@ -15,6 +15,10 @@ normalises the logits with a softmax over the k * k window and reassembles the v
 
 The output may be any top-left window ``(oH, oW)`` of the ``s x`` grid (``oH <= s * H``,
 ``oW <= s * W``); the parent of (i, j) does not depend on the window.
+
+:func:`normalized_local_similarity` / :func:`normalized_local_attention` take the query before
+a LayerNorm over its channels (SAPA-I, whose query is the normalised guide itself), so that the
+fast paths need not keep a guide-sized normalised copy for the backward.
 """
 from __future__ import annotations
 
