@@ -76,6 +76,21 @@ void tile_corners(const scalar_t* positions, const Shape& s, int64_t b, int64_t 
   }
 }
 
+// The valid corners of all points of a segment's group as taps into `plane`, each with the
+// scale factor * weights[head, p] of its point: returns their count.
+template <typename scalar_t>
+inline int segment_taps(const Segment& seg, const Corners<scalar_t>* corners, int64_t points,
+                        const scalar_t* plane, int64_t stride, const scalar_t* weights,
+                        scalar_t factor, Tap<scalar_t>* taps, scalar_t* scales) {
+  int count = 0;
+  for (int64_t p = 0; p < points; ++p) {
+    const int added = taps_of(corners[seg.group * points + p], plane, stride, seg.start, taps + count);
+    std::fill(scales + count, scales + count + added, weights[seg.head * points + p] * factor);
+    count += added;
+  }
+  return count;
+}
+
 template <typename scalar_t>
 void forward_kernel(const at::Tensor& query_t, const at::Tensor& key_t, const at::Tensor& value_t,
                     const at::Tensor& positions_t, const at::Tensor& bias_t, const Shape& s,
@@ -136,14 +151,9 @@ void forward_kernel(const at::Tensor& query_t, const at::Tensor& key_t, const at
         // The output: one weighted sum of the valid corners of all points, per value segment.
         scalar_t* ot = o.data() + t * s.channels;
         for (const auto& seg : value_segments) {
-          int count_taps = 0;
-          for (int64_t p = 0; p < s.points; ++p) {
-            const int added = taps_of(ct[seg.group * s.points + p], value_b, s.channels, seg.start,
-                                      taps.data() + count_taps);
-            std::fill(scales.begin() + count_taps, scales.begin() + count_taps + added,
-                      logits[seg.head * s.points + p]);
-            count_taps += added;
-          }
+          const int count_taps = segment_taps(seg, ct, s.points, value_b, s.channels,
+                                              logits.data(), scalar_t(1), taps.data(),
+                                              scales.data());
           tap_sum(taps.data(), scales.data(), count_taps, seg.end - seg.start, ot + seg.start, false);
         }
       }
@@ -233,14 +243,8 @@ void pixel_backward_kernel(const at::Tensor& grad_out_t, const at::Tensor& query
         if (need_query) {
           scalar_t* gqt = gq.data() + t * s.dim;
           for (const auto& seg : key_segments) {
-            int count_taps = 0;
-            for (int64_t p = 0; p < s.points; ++p) {
-              const int added = taps_of(ct[seg.group * s.points + p], key_b, s.dim, seg.start,
-                                        taps.data() + count_taps);
-              std::fill(scales.begin() + count_taps, scales.begin() + count_taps + added,
-                        gl[seg.head * s.points + p] * scale);
-              count_taps += added;
-            }
+            const int count_taps = segment_taps(seg, ct, s.points, key_b, s.dim, gl.data(), scale,
+                                                taps.data(), scales.data());
             tap_sum(taps.data(), scales.data(), count_taps, seg.end - seg.start, gqt + seg.start, false);
             if (bias) {
               for (int64_t p = 0; p < s.points; ++p) {
@@ -293,6 +297,28 @@ void pixel_backward_kernel(const at::Tensor& grad_out_t, const at::Tensor& query
   });
 }
 
+// Adds pixel n's share of group `group` into a channels-last gradient plane: for every segment
+// of the group, point p and valid corner, weight[head, p, n] * bilinear weight * source.
+template <typename scalar_t>
+inline void scatter_pixel(const std::vector<Segment>& segs, int64_t group, const scalar_t* source,
+                          int64_t group_start, const scalar_t* weights, int64_t b, int64_t n,
+                          const Shape& s, const Corners<scalar_t>* corners, scalar_t* grad_plane,
+                          int64_t stride) {
+  const int64_t hp = s.heads * s.points;
+  for (const auto& seg : segs) {
+    if (seg.group != group) continue;
+    const int64_t len = seg.end - seg.start;
+    const scalar_t* chunk = source + (seg.start - group_start);
+    for (int64_t p = 0; p < s.points; ++p) {
+      const scalar_t weight = weights[(b * hp + seg.head * s.points + p) * s.pixels + n];
+      const Corners<scalar_t>& c = corners[p];
+      for (int k = 0; k < 4; ++k) {
+        if (c.row[k] >= 0) axpy(weight * c.weight[k], chunk, grad_plane + c.row[k] * stride + seg.start, len);
+      }
+    }
+  }
+}
+
 // Backward into the planes: every (batch, group) job adds the corners' shares of its channels,
 // pixel after pixel (a fixed order, no two jobs write the same element).
 template <typename scalar_t>
@@ -311,7 +337,7 @@ void plane_backward_kernel(const at::Tensor& grad_out_t, const at::Tensor& query
   const scalar_t scale = static_cast<scalar_t>(scale_d);
   const auto key_segments = segments(s.dim, s.heads, s.groups);
   const auto value_segments = segments(s.channels, s.heads, s.groups);
-  const int64_t plane = s.height * s.width, hp = s.heads * s.points;
+  const int64_t plane = s.height * s.width;
   const int64_t key_width = s.dim / s.groups, value_width = s.channels / s.groups;
   at::parallel_for(0, s.batch * s.groups, 1, [&](int64_t begin, int64_t end) {
     std::vector<scalar_t> q(kTile * key_width), g(kTile * value_width);
@@ -336,36 +362,13 @@ void plane_backward_kernel(const at::Tensor& grad_out_t, const at::Tensor& query
             bilinear_corners(where[0], where[1], s.height, s.width, corners[p]);
           }
           if (need_value) {
-            for (const auto& seg : value_segments) {
-              if (seg.group != group) continue;
-              const int64_t len = seg.end - seg.start;
-              const scalar_t* source = g.data() + t * value_width + (seg.start - value_start);
-              for (int64_t p = 0; p < s.points; ++p) {
-                const scalar_t a = attention[(b * hp + seg.head * s.points + p) * s.pixels + n];
-                const Corners<scalar_t>& c = corners[p];
-                for (int k = 0; k < 4; ++k) {
-                  if (c.row[k] >= 0)
-                    axpy(a * c.weight[k], source,
-                         grad_value + (b * plane + c.row[k]) * s.channels + seg.start, len);
-                }
-              }
-            }
+            scatter_pixel(value_segments, group, g.data() + t * value_width, value_start,
+                          attention, b, n, s, corners.data(),
+                          grad_value + b * plane * s.channels, s.channels);
           }
           if (need_key) {
-            for (const auto& seg : key_segments) {
-              if (seg.group != group) continue;
-              const int64_t len = seg.end - seg.start;
-              const scalar_t* source = q.data() + t * key_width + (seg.start - key_start);
-              for (int64_t p = 0; p < s.points; ++p) {
-                const scalar_t gl = grad_logits[(b * hp + seg.head * s.points + p) * s.pixels + n];
-                const Corners<scalar_t>& c = corners[p];
-                for (int k = 0; k < 4; ++k) {
-                  if (c.row[k] >= 0)
-                    axpy(gl * c.weight[k], source,
-                         grad_key + (b * plane + c.row[k]) * s.dim + seg.start, len);
-                }
-              }
-            }
+            scatter_pixel(key_segments, group, q.data() + t * key_width, key_start, grad_logits,
+                          b, n, s, corners.data(), grad_key + b * plane * s.dim, s.dim);
           }
         }
       }
