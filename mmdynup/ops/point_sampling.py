@@ -417,8 +417,8 @@ class PointSample(torch.autograd.Function):
     :func:`subpixel_point_sample` ``shift`` adds the parent centres and ``subpixel = (s, size)``
     lays the (…, H, s, W, s, 2) block out as the (…, oH, oW, 2) grid. ``shift``'s dtype is the
     working dtype. ``kernel`` (:func:`sampling_kernel`): ``'native'`` samples with the C++ CPU
-    kernel of :mod:`mmdynup.ops.native` on a channels-last copy of the image (saved instead of
-    the image), ``'triton'`` with the Triton kernels (positions in pixels, made from the grid),
+    kernel of :mod:`mmdynup.ops.native` on a (B, H, W, C) channels-last copy of the image (saved
+    instead of the image; the image gradient comes back channels-last, without a copy), ``'triton'`` with the Triton kernels (positions in pixels, made from the grid),
     ``'aten'`` with ``grid_sampler_2d``. Saves the (converted) image and the grid.
     """
 
@@ -440,18 +440,20 @@ class PointSample(torch.autograd.Function):
                 grid = grid[..., :out_height, :out_width, :]
             points = grid.shape[2:-1]
             grid = grid.reshape(batch * groups, -1, points[-1], 2)
-            features = x.reshape(batch * groups, channels // groups, height, width).to(dtype)
             if kernel == 'native':
-                features = features.permute(0, 2, 3, 1).contiguous()  # (N, H, W, c) planes
+                # (B, H, W, C) planes: image (b, g) is a channel slice of every row.
+                features = x.to(dtype).permute(0, 2, 3, 1).contiguous()
                 grid = grid.contiguous()
                 out = native_module(required=True).grid_sample_forward(
-                    features, grid.view(grid.shape[0], -1, 2), padding_mode == 'border')
-            elif kernel == 'triton':
-                out = triton_kernels().TritonPointSampling.sample(
-                    features, grid_pixels(grid, height, width).unsqueeze(1), 1, padding_mode)
+                    features, grid.view(grid.shape[0], -1, 2), groups, padding_mode == 'border')
             else:
-                out = torch.grid_sampler_2d(features, grid, BILINEAR,
-                                            PADDING_CODES[padding_mode], False)
+                features = x.reshape(batch * groups, channels // groups, height, width).to(dtype)
+                if kernel == 'triton':
+                    out = triton_kernels().TritonPointSampling.sample(
+                        features, grid_pixels(grid, height, width).unsqueeze(1), 1, padding_mode)
+                else:
+                    out = torch.grid_sampler_2d(features, grid, BILINEAR,
+                                                PADDING_CODES[padding_mode], False)
         ctx.save_for_backward(features, grid, scale)
         ctx.layout = (x.shape, x.dtype, offsets.shape, offsets.stride(), offsets.dtype,
                       full_shape, points, padding_mode, subpixel, kernel)
@@ -466,9 +468,11 @@ class PointSample(torch.autograd.Function):
         with autocast_disabled(grad_out.device.type):
             if kernel == 'native':
                 grad = grad_out.reshape(grid.shape[0], -1, grid.shape[1] * grid.shape[2])
+                groups = grid.shape[0] // features.shape[0]
                 grad_planes, grad_grid = native_module(required=True).grid_sample_backward(
                     grad.to(features.dtype).contiguous(), features,
-                    grid.view(grid.shape[0], -1, 2), padding_mode == 'border', need_x)
+                    grid.view(grid.shape[0], -1, 2), groups, padding_mode == 'border', need_x)
+                # (B, H, W, C) planes as a channels-last (B, C, H, W) tensor: no copy.
                 grad_features = grad_planes.permute(0, 3, 1, 2) if need_x else None
                 del grad_planes
             else:

@@ -11,9 +11,10 @@ std::vector<at::Tensor> deformable_attention_backward(
     at::Tensor grad_out, at::Tensor query, at::Tensor key_planes, at::Tensor value_planes,
     at::Tensor positions, at::Tensor key_bias, at::Tensor attention, int64_t heads, double scale,
     bool need_query, bool need_key, bool need_value, bool need_positions);
-at::Tensor grid_sample_forward(at::Tensor planes, at::Tensor grid, bool border);
+at::Tensor grid_sample_forward(at::Tensor planes, at::Tensor grid, int64_t groups, bool border);
 std::vector<at::Tensor> grid_sample_backward(at::Tensor grad_out, at::Tensor planes,
-                                             at::Tensor grid, bool border, bool need_input);
+                                             at::Tensor grid, int64_t groups, bool border,
+                                             bool need_input);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("deformable_attention_forward", &deformable_attention_forward,
