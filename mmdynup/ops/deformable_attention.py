@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .dispatch import autocast_disabled, autocast_inputs, native_module, resolve_implementation
+from .native import channels_last_planes
 from .point_sampling import point_sample
 from .reassembly import GPU_TILE_ELEMENTS, compute_dtype
 
@@ -540,7 +541,7 @@ class NativeDeformableAttention(torch.autograd.Function):
         num_heads, scale = ctx.num_heads, ctx.scale
         query_dtype, key_dtype, value_dtype, positions_dtype = ctx.dtypes
         dtype = attention.dtype
-        value_planes = value.to(dtype).permute(0, 2, 3, 1).contiguous()
+        value_planes = channels_last_planes(value, dtype)
         grad_q, grad_k, grad_v, grad_p, grad_logits = native_module(
             required=True).deformable_attention_backward(
                 grad_out.flatten(2).to(dtype).contiguous(), query_rows, key_planes, value_planes,
@@ -564,13 +565,11 @@ def _native_inputs(query: Tensor, key: Tensor, value: Tensor, positions: Tensor,
                    key_bias: Optional[Tensor], dtype: torch.dtype) -> Tuple[Tensor, ...]:
     """The kernel's layouts, in ``dtype``: query (B, D, N), key / value planes (B, H, W, D / C),
     positions (B, G, P, N, 2), the key bias (heads, P, D / heads) or an empty tensor."""
-    def channels_last(feature: Tensor) -> Tensor:
-        return feature.to(dtype).permute(0, 2, 3, 1).contiguous()
-
     bias = (query.new_empty(0, dtype=dtype) if key_bias is None
             else key_bias.to(dtype).contiguous())
-    return (query.flatten(2).to(dtype).contiguous(), channels_last(key), channels_last(value),
-            positions.flatten(3, 4).to(dtype).contiguous(), bias)
+    return (query.flatten(2).to(dtype).contiguous(), channels_last_planes(key, dtype),
+            channels_last_planes(value, dtype), positions.flatten(3, 4).to(dtype).contiguous(),
+            bias)
 
 
 def local_deformable_attention(query: Tensor, key: Tensor, value: Tensor, positions: Tensor,

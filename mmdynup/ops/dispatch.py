@@ -11,8 +11,8 @@ Implementations (every op in :mod:`mmdynup.ops` that has fast paths accepts thes
 * ``'triton'`` - Triton GPU kernels (:mod:`mmdynup.ops.triton_kernels`); the default on CUDA when
   ``triton`` imports. On CPU tensors it runs only under ``TRITON_INTERPRET=1`` (tests).
 * ``'native'`` - C++ CPU kernels (:mod:`mmdynup.ops.native`, compiled on first use), for the ops
-  that have one (local deformable attention); on other ops and on other devices it means
-  ``'tiled'``.
+  that have one (local deformable attention, point sampling); on other ops and on other devices
+  it means ``'tiled'``.
 * ``'auto'`` - the default: ``'reference'`` while exporting or compiling (ONNX export,
   ``torch.jit`` tracing, ``torch.compile``: plain ops that every exporter understands; the
   compiler fuses them itself), else ``'triton'`` for CUDA tensors when Triton is available, else

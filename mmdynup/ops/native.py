@@ -39,6 +39,12 @@ CFLAGS = ('-O3', '-march=native', '-fopenmp')
 LDFLAGS = ('-fopenmp',)
 
 
+def channels_last_planes(feature: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(B, C, H, W) -> contiguous (B, H, W, C) in ``dtype``: the planes the kernels read, where a
+    pixel's channels are one contiguous row."""
+    return feature.to(dtype).permute(0, 2, 3, 1).contiguous()
+
+
 def extension_cache() -> Path:
     """Where the compiled kernels live (``$MMDYNUP_EXTENSION_CACHE``)."""
     default = Path.home() / '.cache' / 'mmdynup' / 'extensions'

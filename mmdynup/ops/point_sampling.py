@@ -55,6 +55,7 @@ from torch import Tensor
 from ..compat import is_compiling
 from .dispatch import (active_implementation, autocast_disabled, is_exporting, native_module,
                        resolve_implementation, triton_kernels)
+from .native import channels_last_planes
 
 PADDING_MODES = ('zeros', 'border')
 #: ATen's ``GridSamplerPadding`` code of each padding mode (``torch.grid_sampler_2d``'s argument).
@@ -282,10 +283,15 @@ def sampling_backward(device) -> str:
     return 'fused'
 
 
+def grid_pixel_scale(grid: Tensor, height: int, width: int) -> Tensor:
+    """``(W / 2, H / 2)``: d position in pixels / d normalised grid component."""
+    return grid.new_tensor([width / 2, height / 2])
+
+
 def grid_pixels(grid: Tensor, height: int, width: int) -> Tensor:
     """Normalised ``align_corners=False`` grid points (..., 2) as positions in pixels (centres
     at ``k + 0.5``, the convention of :func:`point_sample`): ``(g + 1) * size / 2``."""
-    return (grid + 1) * grid.new_tensor([width / 2, height / 2])
+    return (grid + 1) * grid_pixel_scale(grid, height, width)
 
 
 def grid_pixel_coordinates(grid: Tensor, height: int, width: int,
@@ -418,8 +424,9 @@ class PointSample(torch.autograd.Function):
     lays the (…, H, s, W, s, 2) block out as the (…, oH, oW, 2) grid. ``shift``'s dtype is the
     working dtype. ``kernel`` (:func:`sampling_kernel`): ``'native'`` samples with the C++ CPU
     kernel of :mod:`mmdynup.ops.native` on a (B, H, W, C) channels-last copy of the image (saved
-    instead of the image; the image gradient comes back channels-last, without a copy), ``'triton'`` with the Triton kernels (positions in pixels, made from the grid),
-    ``'aten'`` with ``grid_sampler_2d``. Saves the (converted) image and the grid.
+    instead of the image; the image gradient comes back channels-last, without a copy),
+    ``'triton'`` with the Triton kernels (positions in pixels, made from the grid), ``'aten'``
+    with ``grid_sampler_2d``. Saves the (converted) image and the grid.
     """
 
     @staticmethod
@@ -442,7 +449,7 @@ class PointSample(torch.autograd.Function):
             grid = grid.reshape(batch * groups, -1, points[-1], 2)
             if kernel == 'native':
                 # (B, H, W, C) planes: image (b, g) is a channel slice of every row.
-                features = x.to(dtype).permute(0, 2, 3, 1).contiguous()
+                features = channels_last_planes(x, dtype)
                 grid = grid.contiguous()
                 out = native_module(required=True).grid_sample_forward(
                     features, grid.view(grid.shape[0], -1, 2), groups, padding_mode == 'border')
@@ -485,8 +492,7 @@ class PointSample(torch.autograd.Function):
                     grad_features, grad_pixels = triton_kernels().TritonPointSampling.gradients(
                         grad.unsqueeze(1), features, grid_pixels(grid, height, width).unsqueeze(1),
                         1, padding_mode, need_x)
-                    # d pixel / d grid = size / 2.
-                    grad_grid = grad_pixels.squeeze(1) * grid.new_tensor([width / 2, height / 2])
+                    grad_grid = grad_pixels.squeeze(1) * grid_pixel_scale(grid, height, width)
                 else:
                     grad_features, grad_grid = torch.ops.aten.grid_sampler_2d_backward(
                         grad, features, grid, BILINEAR, PADDING_CODES[padding_mode], False,

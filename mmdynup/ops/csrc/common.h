@@ -82,37 +82,13 @@ inline int taps_of(const Corners<scalar_t>& c, const scalar_t* plane, int64_t st
   return count;
 }
 
-// sum_l vec[l] * sum_j coef_j row_j[l] over len channels for the coefficient sets
-// [first, first + sets) of (weight, d_dx, d_dy): out[0 .. sets).
-template <typename scalar_t, int first, int sets>
-inline void tap_dots(const Tap<scalar_t>* taps, int count, const scalar_t* vec, int64_t len,
-                     scalar_t* out) {
-  scalar_t acc[sets][kLanes] = {};
-  int64_t b0 = 0;
-  for (; b0 + kLanes <= len; b0 += kLanes) {
-    for (int j = 0; j < count; ++j) {
-      const scalar_t* row = taps[j].row + b0;
-      const scalar_t coef[3] = {taps[j].weight, taps[j].d_dx, taps[j].d_dy};
-      for (int s_ = 0; s_ < sets; ++s_) {
-#pragma omp simd
-        for (int64_t l = 0; l < kLanes; ++l) acc[s_][l] += coef[first + s_] * row[l] * vec[b0 + l];
-      }
-    }
-  }
-  for (; b0 < len; ++b0) {
-    for (int j = 0; j < count; ++j) {
-      const scalar_t coef[3] = {taps[j].weight, taps[j].d_dx, taps[j].d_dy};
-      for (int s_ = 0; s_ < sets; ++s_) acc[s_][0] += coef[first + s_] * taps[j].row[b0] * vec[b0];
-    }
-  }
-  for (int s_ = 0; s_ < sets; ++s_) out[s_] = reduce_lanes(acc[s_]);
-}
-
-// out[j] = sum_l vec[l] * taps[j].row[l] over len channels, for up to four taps: one
-// multiply-add per element and tap; the caller applies the taps' coefficients afterwards.
+// The dot products of vec with the taps' rows over len channels, combined with the taps'
+// coefficients: out = (sum_j weight_j d_j, sum_j d_dx_j d_j, sum_j d_dy_j d_j) for
+// d_j = <vec, row_j>. One multiply-add per element and tap; the coefficients come after the
+// reductions.
 template <typename scalar_t>
-inline void tap_row_dots(const Tap<scalar_t>* taps, int count, const scalar_t* vec, int64_t len,
-                         scalar_t* out) {
+inline void tap_dots(const Tap<scalar_t>* taps, int count, const scalar_t* vec, int64_t len,
+                     scalar_t out[3]) {
   scalar_t acc[4][kLanes] = {};
   int64_t b0 = 0;
   for (; b0 + kLanes <= len; b0 += kLanes) {
@@ -125,7 +101,13 @@ inline void tap_row_dots(const Tap<scalar_t>* taps, int count, const scalar_t* v
   for (; b0 < len; ++b0) {
     for (int j = 0; j < count; ++j) acc[j][0] += taps[j].row[b0] * vec[b0];
   }
-  for (int j = 0; j < count; ++j) out[j] = reduce_lanes(acc[j]);
+  out[0] = out[1] = out[2] = 0;
+  for (int j = 0; j < count; ++j) {
+    const scalar_t d = reduce_lanes(acc[j]);
+    out[0] += taps[j].weight * d;
+    out[1] += taps[j].d_dx * d;
+    out[2] += taps[j].d_dy * d;
+  }
 }
 
 // out[0:len] (+)= sum_j scales[j] * taps[j].weight * taps[j].row[0:len].

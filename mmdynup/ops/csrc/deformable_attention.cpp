@@ -127,8 +127,9 @@ void forward_kernel(const at::Tensor& query_t, const at::Tensor& key_t, const at
           const int64_t len = seg.end - seg.start;
           for (int64_t p = 0; p < s.points; ++p) {
             const int count_taps = taps_of(ct[seg.group * s.points + p], key_b, s.dim, seg.start, taps.data());
-            scalar_t acc;
-            tap_dots<scalar_t, 0, 1>(taps.data(), count_taps, qt + seg.start, len, &acc);
+            scalar_t dots[3];
+            tap_dots(taps.data(), count_taps, qt + seg.start, len, dots);
+            scalar_t acc = dots[0];
             if (bias) {
               acc += dot(qt + seg.start,
                          bias + (seg.head * s.points + p) * head_dim + (seg.start - seg.head * head_dim),
@@ -216,14 +217,7 @@ void pixel_backward_kernel(const at::Tensor& grad_out_t, const at::Tensor& query
           for (int64_t p = 0; p < s.points; ++p) {
             const int count_taps = taps_of(ct[seg.group * s.points + p], value_b, s.channels, seg.start, taps.data());
             scalar_t* dots = value_dots.data() + (si * s.points + p) * 3;
-            scalar_t row_dots[4];
-            tap_row_dots(taps.data(), count_taps, gt + seg.start, seg.end - seg.start, row_dots);
-            dots[0] = dots[1] = dots[2] = 0;
-            for (int j = 0; j < count_taps; ++j) {
-              dots[0] += taps[j].weight * row_dots[j];
-              dots[1] += taps[j].d_dx * row_dots[j];
-              dots[2] += taps[j].d_dy * row_dots[j];
-            }
+            tap_dots(taps.data(), count_taps, gt + seg.start, seg.end - seg.start, dots);
             grad_attn[seg.head * s.points + p] += dots[0];
           }
         }
@@ -270,15 +264,11 @@ void pixel_backward_kernel(const at::Tensor& grad_out_t, const at::Tensor& query
           for (const auto& seg : key_segments) {
             for (int64_t p = 0; p < s.points; ++p) {
               const int count_taps = taps_of(ct[seg.group * s.points + p], key_b, s.dim, seg.start, taps.data());
-              scalar_t row_dots[4], dots[2] = {0, 0};
-              tap_row_dots(taps.data(), count_taps, qt + seg.start, seg.end - seg.start, row_dots);
-              for (int j = 0; j < count_taps; ++j) {
-                dots[0] += taps[j].d_dx * row_dots[j];
-                dots[1] += taps[j].d_dy * row_dots[j];
-              }
+              scalar_t dots[3];
+              tap_dots(taps.data(), count_taps, qt + seg.start, seg.end - seg.start, dots);
               const scalar_t weight = gl[seg.head * s.points + p];
-              grad_xy[(seg.group * s.points + p) * 2] += weight * dots[0];
-              grad_xy[(seg.group * s.points + p) * 2 + 1] += weight * dots[1];
+              grad_xy[(seg.group * s.points + p) * 2] += weight * dots[1];
+              grad_xy[(seg.group * s.points + p) * 2 + 1] += weight * dots[2];
             }
           }
           for (int64_t g_ = 0; g_ < s.groups; ++g_) {

@@ -118,16 +118,12 @@ void backward_kernel(const at::Tensor& grad_t, const at::Tensor& planes_t, const
           const scalar_t* g = tile.data() + t * channels;
           Corners<scalar_t> c;
           Tap<scalar_t> taps[4];
-          scalar_t du, dv, row_dots[4], dots[2] = {0, 0};
+          scalar_t du, dv, dots[3];
           grid_corners(grid + (n * points + m) * 2, height, width, border, c, du, dv);
           const int used = taps_of(c, planes + image.offset, image.stride, 0, taps);
-          tap_row_dots(taps, used, g, channels, row_dots);
-          for (int j = 0; j < used; ++j) {
-            dots[0] += taps[j].d_dx * row_dots[j];
-            dots[1] += taps[j].d_dy * row_dots[j];
-          }
-          grad_grid[(n * points + m) * 2] = dots[0] * du;
-          grad_grid[(n * points + m) * 2 + 1] = dots[1] * dv;
+          tap_dots(taps, used, g, channels, dots);
+          grad_grid[(n * points + m) * 2] = dots[1] * du;
+          grad_grid[(n * points + m) * 2 + 1] = dots[2] * dv;
           if (need_input) {
             for (int k = 0; k < 4; ++k) {
               if (c.row[k] >= 0) axpy(c.weight[k], g, grad_plane + c.row[k] * image.stride, channels);
